@@ -1,0 +1,57 @@
+# The sentiment service: train, export, archive, serve and test. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DATA_DIR ?= ../shared/data
+VERSION ?= 1.0
+ARTIFACTS := model/artifacts
+MAR := model_store/sentiment.mar
+MAR_INPUTS := $(ARTIFACTS)/sentiment.pt $(ARTIFACTS)/config.json $(wildcard $(ARTIFACTS)/tokenizer/*) \
+	model/__init__.py model/config.py model/text.py model/infer.py $(wildcard handler/*.py) model-config.yaml \
+	serving/archive.py
+
+.PHONY: help serve stop test unit integration lint train export archive clean java
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+java:
+	@command -v java >/dev/null || { echo "TorchServe needs Java 17: install it (Debian: apt-get install openjdk-17-jre-headless)"; exit 1; }
+	@java -version 2>&1 | awk -F'"' '/version/ { split($$2, v, "."); if (v[1] < 11) { print "TorchServe needs Java 11+ (17 recommended), found " $$2; exit 1 } }'
+
+train: $(VENV)/.installed ## train on IMDB (DATA_DIR=../shared/data); writes model/artifacts, metrics.json, training_curve.png
+	$(PY) -m model.train --data-dir $(DATA_DIR)
+
+export: $(VENV)/.installed ## trace the trained model to TorchScript (model/artifacts/sentiment.pt)
+	$(PY) -m model.export
+
+archive: $(MAR) ## build model_store/sentiment.mar (only when its inputs changed)
+
+$(MAR): $(MAR_INPUTS) | $(VENV)/.installed
+	$(PY) -m serving.archive --version $(VERSION)
+
+serve: $(VENV)/.installed java $(MAR) ## start TorchServe on 127.0.0.1:8080-8082 with the model; returns when it answers
+	$(PY) -m serving.server start
+
+stop: ## stop the TorchServe started by `make serve`
+	@test ! -x $(PY) || $(PY) -m serving.server stop
+
+test: $(VENV)/.installed java $(MAR) ## run every test: unit, then integration against real TorchServe instances
+	$(PY) -m pytest tests
+
+unit: $(VENV)/.installed $(MAR) ## run the unit tests only (no server)
+	$(PY) -m pytest tests/unit
+
+lint: $(VENV)/.installed ## ruff check and format check
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+clean: ## remove the archive, logs and caches (keeps .venv and the trained artifacts)
+	rm -rf $(MAR) logs tmp key_file.json .pytest_cache .ruff_cache

@@ -1,0 +1,175 @@
+"""Request decoding and response encoding for the sentiment service: pure functions, no TorchServe import.
+
+Accepted on POST /predictions/sentiment:
+  text/plain                    one review                          -> one prediction object
+  application/json {"text": ..., "key": ...}                        -> one prediction object
+  application/json {"instances": [{"text"|"reviews": ..., "key": ...} | "review", ...]}
+                                                                    -> {"predictions": [...]} in the same order
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+from handler.errors import BadRequest, PayloadTooLarge, ServingError, UnsupportedMediaType
+from model.infer import sigmoid
+
+Key = str | int | float | None
+TEXT_FIELDS = ("text", "reviews")  # "reviews" is the book's field name
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_chars: int = 100_000  # a review longer than this is refused (413); longer token runs are truncated
+    max_instances: int = 256  # instances per request; more is refused (413)
+    max_key_chars: int = 256  # keys are identifiers, not payloads
+
+
+@dataclass(frozen=True)
+class Instance:
+    text: str
+    key: Key = None
+
+
+@dataclass
+class Request:
+    """One decoded HTTP request: its instances (or per-instance errors) and whether it used `instances`."""
+
+    items: list[Instance | ServingError] = field(default_factory=list)
+    batched: bool = False
+
+    def texts(self) -> list[str]:
+        return [item.text for item in self.items if isinstance(item, Instance)]
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def _check_text(text: object, limits: Limits) -> str:
+    if text is None:
+        raise BadRequest("missing_text", 'a review needs a "text" field holding a string')
+    if not isinstance(text, str):
+        raise BadRequest("invalid_text", f'"text" must be a string, got {type(text).__name__}')
+    if len(text) > limits.max_chars:
+        raise PayloadTooLarge("text_too_long", f"a review may hold at most {limits.max_chars} characters")
+    if not any(ch.isprintable() and not ch.isspace() for ch in text):
+        raise BadRequest("empty_text", "the review text is empty or holds only whitespace and control characters")
+    return text
+
+
+def _check_key(key: object, limits: Limits) -> Key:
+    if key is None:
+        return None
+    if isinstance(key, bool) or not isinstance(key, (str, int, float)):
+        raise BadRequest("invalid_key", f'"key" must be a string or a number, got {type(key).__name__}')
+    if isinstance(key, float) and not math.isfinite(key):
+        raise BadRequest("invalid_key", '"key" must be a finite number')
+    if isinstance(key, str) and len(key) > limits.max_key_chars:
+        raise BadRequest("invalid_key", f'"key" may hold at most {limits.max_key_chars} characters')
+    return key
+
+
+def _instance(obj: object, limits: Limits) -> Instance:
+    """One review from a JSON value: a string, or an object with "text"/"reviews" and an optional "key"."""
+    if isinstance(obj, str):
+        return Instance(_check_text(obj, limits))
+    if not isinstance(obj, dict):
+        raise BadRequest("invalid_instance", f"an instance must be an object or a string, got {_json_type(obj)}")
+    key = _check_key(obj.get("key"), limits)
+    text = next((obj[f] for f in TEXT_FIELDS if f in obj), None)
+    return Instance(_check_text(text, limits), key)
+
+
+def _json_type(obj: object) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(obj), "number")
+
+
+def _from_json(payload: object, limits: Limits) -> Request:
+    if not isinstance(payload, dict):
+        raise BadRequest(
+            "invalid_request",
+            f"the body must be a JSON object, got {_json_type(payload)}; "
+            'send {"text": ...} or {"instances": [...]}',
+        )
+    if "instances" not in payload:
+        return Request([_instance(payload, limits)])
+    instances = payload["instances"]
+    if not isinstance(instances, list) or not instances:
+        raise BadRequest("invalid_instances", '"instances" must be a non-empty array')
+    if len(instances) > limits.max_instances:
+        raise PayloadTooLarge("too_many_instances", f"a request may hold at most {limits.max_instances} instances")
+    items: list[Instance | ServingError] = []
+    for obj in instances:
+        try:
+            items.append(_instance(obj, limits))
+        except ServingError as err:
+            items.append(err)
+    return Request(items, batched=True)
+
+
+def decode(body: object, content_type: str | None, limits: Limits) -> Request:
+    """Decode one request body; raises a ServingError when the request as a whole is unusable.
+
+    `body` is bytes from the wire, or the str/dict/list TorchServe has already decoded for text/* and
+    application/json when its input decoding is left on.
+    """
+    media = _media_type(content_type)
+    if isinstance(body, (dict, list)):  # already parsed by TorchServe
+        return _from_json(body, limits)
+    if body is None or len(body) == 0:
+        raise BadRequest("empty_body", "the request body is empty")
+    if isinstance(body, (bytes, bytearray)):
+        if media not in ("application/json", "text/plain", ""):
+            raise UnsupportedMediaType("unsupported_media_type", "send Content-Type application/json or text/plain")
+        try:
+            body = bytes(body).decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("invalid_utf8", "the request body is not valid UTF-8") from None
+    if media == "application/json":
+        try:
+            payload = json.loads(body)
+        except (json.JSONDecodeError, RecursionError):
+            raise BadRequest("invalid_json", "the request body is not valid JSON") from None
+        return _from_json(payload, limits)
+    if media in ("text/plain", ""):
+        return Request([Instance(_check_text(body, limits))])
+    raise UnsupportedMediaType("unsupported_media_type", "send Content-Type application/json or text/plain")
+
+
+def prediction(logit: float, key: Key, version: str) -> dict:
+    """The prediction object; the key is echoed unchanged and is never a model input."""
+    p = sigmoid(logit)
+    out = {} if key is None else {"key": key}
+    out.update(
+        positive_review_probability=p,
+        positive_review_logits=logit,
+        label="positive" if logit >= 0.0 else "negative",
+        model_version=version,
+    )
+    return out
+
+
+def respond(request: Request, logits: list[float], version: str) -> tuple[int, dict]:
+    """(HTTP status, body) for one request, consuming its share of the batch's logits in order."""
+    it = iter(logits)
+    answers = []
+    for item in request.items:
+        if isinstance(item, ServingError):
+            answers.append(item.body())
+        else:
+            answers.append(prediction(next(it), item.key, version))
+    if request.batched:
+        return 200, {"predictions": answers}
+    return 200, answers[0]
+
+
+def error_response(err: ServingError) -> tuple[int, dict]:
+    return err.status, err.body()
+
+
+def dumps(body: dict) -> bytes:
+    """Compact UTF-8 JSON; returning bytes also stops TorchServe from pretty-printing the answer."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")

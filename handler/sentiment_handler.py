@@ -1,0 +1,111 @@
+"""TorchServe handler: a thin adapter from TorchServe's batch to the pure functions in handler.codec and model.
+
+decode every request -> tokenize the whole batch in one call -> TorchScript forward -> sigmoid -> encode,
+exactly one answer per request, each with its own status and Content-Type.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from handler.codec import Limits, Request, decode, dumps, error_response, respond
+from handler.errors import InternalError, ServingError
+from model.infer import load_scorer, score
+
+logger = logging.getLogger(__name__)
+JSON = "application/json"
+
+
+def handler_settings(model_yaml_config: dict | None) -> tuple[Limits, int]:
+    """(request limits, torch threads) from the `handler:` section of model-config.yaml."""
+    section = (model_yaml_config or {}).get("handler") or {}
+    unknown = set(section) - {"max_chars", "max_instances", "max_key_chars", "torch_threads"}
+    if unknown:
+        raise ValueError(f"model-config.yaml handler: unknown settings {sorted(unknown)}")
+    threads = int(section.get("torch_threads", 1))
+    limits = Limits(**{k: int(v) for k, v in section.items() if k != "torch_threads"})
+    if threads < 1 or min(limits.max_chars, limits.max_instances, limits.max_key_chars) < 1:
+        raise ValueError("model-config.yaml handler: torch_threads and every limit must be >= 1")
+    return limits, threads
+
+
+class SentimentHandler:
+    def __init__(self) -> None:
+        self.scorer = None
+        self.limits = Limits()
+        self.initialized = False
+
+    def initialize(self, context) -> None:
+        """Load everything once per worker, or fail now with a message that says how to fix it."""
+        model_dir = Path(context.system_properties["model_dir"])
+        self.limits, threads = handler_settings(getattr(context, "model_yaml_config", None))
+        torch.set_num_threads(threads)  # TorchServe sets none; workers must not fight over the cores
+        self.scorer = load_scorer(model_dir)  # the version comes from the archive's own MANIFEST.json
+        score(self.scorer, ["warm-up"])  # the first forward pass pays one-off costs; not a client's request
+        self.initialized = True
+        logger.info(
+            "sentiment model %s loaded from %s with %d torch thread(s)", self.scorer.version, model_dir, threads
+        )
+
+    def handle(self, data: list[dict], context) -> list[bytes]:
+        requests: list[Request | ServingError] = [self._decode(idx, row, context) for idx, row in enumerate(data)]
+        texts = [t for r in requests if isinstance(r, Request) for t in r.texts()]
+        metrics = getattr(context, "metrics", None)
+        try:
+            started = time.perf_counter()
+            logits = score(self.scorer, texts)
+            if metrics is not None:
+                metrics.add_time("ScoreTime", (time.perf_counter() - started) * 1000, None, "ms")
+        except Exception:  # a bug or a broken model: every request of this batch gets a generic 500
+            logger.exception("scoring failed for requests %s", _ids(context, len(data)))
+            return [
+                self._reply(context, idx, *error_response(InternalError(_id(context, idx)))) for idx in range(len(data))
+            ]
+
+        replies, start = [], 0
+        for idx, request in enumerate(requests):
+            if isinstance(request, ServingError):
+                replies.append(self._reply(context, idx, *error_response(request)))
+                continue
+            n = len(request.texts())
+            replies.append(self._reply(context, idx, *respond(request, logits[start : start + n], self.scorer.version)))
+            start += n
+        return replies
+
+    def _decode(self, idx: int, row: dict, context) -> Request | ServingError:
+        body = row.get("body") if row.get("body") is not None else row.get("data")
+        try:
+            return decode(body, _content_type(context, idx), self.limits)
+        except ServingError as err:
+            logger.info("request %s refused: %s", _id(context, idx), err.code)
+            return err
+        except Exception:
+            logger.exception("decoding failed for request %s", _id(context, idx))
+            return InternalError(_id(context, idx))
+
+    @staticmethod
+    def _reply(context, idx: int, status: int, body: dict) -> bytes:
+        context.set_response_status(status, "OK" if status == 200 else body["error"]["code"], idx)
+        context.set_response_content_type(idx, JSON)
+        return dumps(body)
+
+
+def _content_type(context, idx: int) -> str | None:
+    headers = context.get_all_request_header(idx) or {}
+    for name, value in headers.items():
+        if isinstance(value, str) and name.lower() == "content-type":
+            return value
+    body_headers = headers.get("body")
+    return body_headers.get("content-type") if isinstance(body_headers, dict) else None
+
+
+def _id(context, idx: int) -> str | None:
+    return context.get_request_id(idx)
+
+
+def _ids(context, n: int) -> list:
+    return [_id(context, idx) for idx in range(n)]

@@ -1,0 +1,59 @@
+"""The stateless serving function: texts in, logits out. TorchServe, the batch job and the benchmarks call it."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from model.config import ModelConfig
+from model.text import encode_batch, load_tokenizer
+
+TORCHSCRIPT_FILE = "sentiment.pt"
+CONFIG_FILE = "config.json"
+TOKENIZER_DIR = "tokenizer"
+MANIFEST = Path("MAR-INF") / "MANIFEST.json"  # written by torch-model-archiver
+
+
+@dataclass(frozen=True)
+class Scorer:
+    model: torch.jit.ScriptModule
+    tokenizer: object
+    max_tokens: int
+    version: str
+
+
+def load_scorer(directory: Path) -> Scorer:
+    """Load TorchScript model, tokenizer and version from an artifact directory or an unpacked .mar."""
+    directory = Path(directory)
+    missing = [n for n in (TORCHSCRIPT_FILE, CONFIG_FILE, TOKENIZER_DIR) if not (directory / n).exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"{directory} lacks {', '.join(missing)}: rebuild with `make export archive` (or `make train` first)"
+        )
+    cfg = ModelConfig.from_json(directory / CONFIG_FILE)
+    model = torch.jit.load(str(directory / TORCHSCRIPT_FILE), map_location="cpu").eval()
+    version = "dev"
+    if (directory / MANIFEST).exists():
+        version = json.loads((directory / MANIFEST).read_text())["model"]["modelVersion"]
+    return Scorer(model, load_tokenizer(directory / TOKENIZER_DIR), cfg.max_tokens, version)
+
+
+def score(scorer: Scorer, texts: list[str]) -> list[float]:
+    """positive_review_logits for each text, one forward pass for the whole batch."""
+    if not texts:
+        return []
+    ids, offsets = encode_batch(scorer.tokenizer, texts, scorer.max_tokens)
+    with torch.inference_mode():
+        return scorer.model(ids, offsets).tolist()
+
+
+def sigmoid(logit: float) -> float:
+    """Numerically stable logistic function."""
+    if logit >= 0:
+        return 1.0 / (1.0 + math.exp(-logit))
+    z = math.exp(logit)
+    return z / (1.0 + z)

@@ -1,0 +1,138 @@
+"""Train the classifier on IMDB: `python -m model.train [--data-dir ../shared/data] [--out model/artifacts]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from model.config import ModelConfig
+from model.data import DEFAULT_DATA_DIR, book_split, read_jsonl, read_sst2
+from model.net import SentimentNet
+from model.text import build_tokenizer, pack, token_ids
+
+logger = logging.getLogger(__name__)
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+
+def evaluate(net: SentimentNet, ids: list[list[int]], labels: list[int], batch_size: int = 512) -> tuple[float, float]:
+    """(mean BCE loss, accuracy) of `net` in eval mode."""
+    net.eval()
+    total_loss, correct = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(ids), batch_size):
+            logits = net(*pack(ids[start : start + batch_size]))
+            target = torch.tensor(labels[start : start + batch_size], dtype=torch.float32)
+            total_loss += F.binary_cross_entropy_with_logits(logits, target, reduction="sum").item()
+            correct += ((logits > 0).long() == target.long()).sum().item()
+    return total_loss / len(ids), correct / len(ids)
+
+
+def train(cfg: ModelConfig, data_dir: Path, out: Path) -> dict:
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    train_rows, val_rows = book_split(read_jsonl(data_dir / "imdb" / "train.jsonl.gz"), cfg.val_every)
+    logger.info("IMDB: %d training, %d validation reviews", len(train_rows), len(val_rows))
+
+    tokenizer = build_tokenizer((r["text"] for r in train_rows), cfg.vocab_size, cfg.min_frequency, cfg.max_tokens)
+    cfg = ModelConfig(**{**cfg.__dict__, "vocab_size": len(tokenizer)})  # the real size, if the corpus is small
+    train_ids = token_ids(tokenizer, [r["text"] for r in train_rows], cfg.max_tokens)
+    val_ids = token_ids(tokenizer, [r["text"] for r in val_rows], cfg.max_tokens)
+    train_labels = [int(r["label"]) for r in train_rows]
+    val_labels = [int(r["label"]) for r in val_rows]
+
+    net = SentimentNet(cfg)
+    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    history, best = [], (math.inf, None, -1)
+    order = list(range(len(train_ids)))
+    for epoch in range(1, cfg.epochs + 1):
+        net.train()
+        random.shuffle(order)
+        running = 0.0
+        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch")
+        for start in bar:
+            idx = order[start : start + cfg.batch_size]
+            logits = net(*pack([train_ids[i] for i in idx]))
+            target = torch.tensor([train_labels[i] for i in idx], dtype=torch.float32)
+            loss = F.binary_cross_entropy_with_logits(logits, target)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            running += loss.item() * len(idx)
+        val_loss, val_acc = evaluate(net, val_ids, val_labels)
+        history.append(
+            {"epoch": epoch, "train_loss": running / len(order), "val_loss": val_loss, "val_accuracy": val_acc}
+        )
+        logger.info("epoch %d: train_loss %.4f val_loss %.4f val_accuracy %.4f", *history[-1].values())
+        if val_loss < best[0]:  # keep the epoch with the lowest validation loss, as Keras' early stopping
+            best = (val_loss, {k: v.clone() for k, v in net.state_dict().items()}, epoch)
+
+    net.load_state_dict(best[1])
+    val_loss, val_acc = evaluate(net, val_ids, val_labels)
+    sst_texts, sst_labels = read_sst2(data_dir / "sst2" / "dev.tsv")
+    _, sst_acc = evaluate(net, token_ids(tokenizer, sst_texts, cfg.max_tokens), sst_labels)
+
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(str(out / "tokenizer"))
+    cfg.to_json(out / "config.json")
+    torch.save(net.state_dict(), out / "weights.pt")
+    metrics = {
+        "best_epoch": best[2],
+        "val_loss": round(val_loss, 4),
+        "val_accuracy": round(val_acc, 4),
+        "sst2_dev_accuracy": round(sst_acc, 4),
+        "train_reviews": len(train_rows),
+        "val_reviews": len(val_rows),
+        "history": [{k: round(v, 4) if isinstance(v, float) else v for k, v in h.items()} for h in history],
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    plot_curve(history, out / "training_curve.png")
+    return metrics
+
+
+def plot_curve(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], label="train")
+    ax_loss.plot(epochs, [h["val_loss"] for h in history], label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="binary cross-entropy", title="Loss")
+    ax_loss.legend()
+    ax_acc.plot(epochs, [h["val_accuracy"] for h in history], color="C1")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Validation accuracy")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="holds imdb/ and sst2/")
+    parser.add_argument("--out", type=Path, default=ARTIFACTS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(2)
+    started = time.perf_counter()
+    metrics = train(ModelConfig(), args.data_dir, args.out)
+    logger.info(
+        "done in %.0f s: val_accuracy %.4f, SST-2 dev %.4f",
+        time.perf_counter() - started,
+        metrics["val_accuracy"],
+        metrics["sst2_dev_accuracy"],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""Start and stop a TorchServe instance and wait until the model answers.
+
+    python -m serving.server start [--config config.properties] [--workdir .]
+    python -m serving.server stop  [--workdir .]
+
+Each instance lives in its own working directory: TorchServe writes key_file.json to its working directory and
+its pid file to $TMPDIR, so giving every instance its own pair lets several run side by side (tests, benchmarks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from serving.client import ServingClient
+
+logger = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parents[1]
+PROBE = "The film is fast moving and has several great action scenes."
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    props = {}
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            name, value = line.split("=", 1)
+            props[name.strip()] = value.strip()
+    return props
+
+
+def write_properties(base: Path, overrides: dict[str, str], path: Path) -> Path:
+    """Copy a config.properties with some settings replaced (the tests use free ports and a temp store)."""
+    props = {**read_properties(base), **overrides}
+    path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+    return path
+
+
+def _env(workdir: Path) -> dict[str, str]:
+    tmp = workdir / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    return {
+        **os.environ,
+        "TMPDIR": str(tmp),  # TorchServe's pid file lives here: one per instance
+        "TEMP": str(tmp),
+        "LOG_LOCATION": str(workdir / "logs"),
+        "METRICS_LOCATION": str(workdir / "logs"),
+        "TS_DECODE_INPUT_REQUEST": "false",  # the handler decodes bodies itself: one decoder, its own errors
+    }
+
+
+def torchserve() -> str:
+    return str(Path(sys.executable).parent / "torchserve")
+
+
+def start(
+    config: Path,
+    workdir: Path,
+    model_store: Path | None = None,
+    models: str | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> None:
+    workdir = Path(workdir).resolve()
+    cmd = [torchserve(), "--start", "--ncs", "--ts-config", str(Path(config).resolve()), *extra_args]
+    if model_store:
+        cmd += ["--model-store", str(model_store)]
+    if models:
+        cmd += ["--models", models]
+    subprocess.run(cmd, cwd=workdir, env=_env(workdir), check=True, stdout=subprocess.DEVNULL)
+
+
+def stop(workdir: Path) -> None:
+    workdir = Path(workdir).resolve()
+    subprocess.run([torchserve(), "--stop"], cwd=workdir, env=_env(workdir), check=False, stdout=subprocess.DEVNULL)
+
+
+def server_pid(workdir: Path) -> int | None:
+    pid_file = Path(workdir).resolve() / "tmp" / ".model_server.pid"
+    return int(pid_file.read_text().strip()) if pid_file.exists() else None
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_until_ready(
+    client: ServingClient, model: str | None = "sentiment", timeout: float = 120.0, workdir: Path | None = None
+) -> float:
+    """Poll /ping, then (if `model`) a real prediction; returns the seconds waited.
+
+    With `workdir`, fails at once if the server process has died (a port in use, a bad config).
+    """
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if workdir is not None and not _alive(server_pid(workdir)):
+            raise RuntimeError(f"TorchServe exited during start-up; see {Path(workdir) / 'logs'}")
+        client.forget_keys()  # key_file.json appears once the frontend is up
+        if client.ping():
+            if model is None:
+                return time.monotonic() - started
+            try:
+                if client.predict_raw(PROBE, "text/plain", model).status_code == 200:
+                    return time.monotonic() - started
+            except Exception:  # noqa: BLE001 - not up yet; keep polling until the deadline
+                pass
+        time.sleep(0.2)
+    raise TimeoutError(f"TorchServe did not answer within {timeout:.0f} s; see the logs/ directory")
+
+
+def curl_example(client: ServingClient) -> str:
+    token = client.keys().get("inference", "")
+    auth = f' -H "Authorization: Bearer {token}"' if token else ""
+    body = json.dumps({"text": PROBE, "key": "review-1"})
+    return f"curl -s {client.inference_url}/predictions/sentiment{auth} -H 'Content-Type: application/json' -d '{body}'"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["start", "stop"])
+    parser.add_argument("--config", type=Path, default=ROOT / "config.properties")
+    parser.add_argument("--workdir", type=Path, default=ROOT)
+    parser.add_argument("--timeout", type=float, default=120.0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.command == "stop":
+        stop(args.workdir)
+        return 0
+    props = read_properties(args.config)
+    client = ServingClient(props["inference_address"], props["management_address"], args.workdir / "key_file.json")
+    if client.ping():
+        print(f"TorchServe already answers on {client.inference_url}; `make stop` first to restart it")
+        return 0
+    start(args.config, args.workdir)
+    waited = wait_until_ready(client, timeout=args.timeout, workdir=args.workdir)
+    print(f"TorchServe is serving the sentiment model ({waited:.1f} s). Try:\n\n  {curl_example(client)}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
