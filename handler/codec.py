@@ -5,6 +5,20 @@ Accepted on POST /predictions/sentiment:
   application/json {"text": ..., "key": ...}                        -> one prediction object
   application/json {"instances": [{"text"|"reviews": ..., "key": ...} | "review", ...]}
                                                                     -> {"predictions": [...]} in the same order
+
+Decisions for input that is not what a client should send (README "Failure modes" has the whole table):
+  - A request that is unusable as a whole gets one 4xx error body; inside `instances`, a bad instance gets an
+    error object in its own slot and the other instances are still scored (the request answers 200).
+  - A text/plain body is always review text, even when it looks like JSON; no Content-Type means text/plain;
+    any other media type is 415.
+  - Unknown fields are ignored (clients may attach their own metadata); "text" wins over "reviews".
+  - Keys are strings or finite numbers (not booleans), echoed unchanged; several instances may carry the same
+    key: they are answered in order, so the position identifies them.
+  - Control characters and NUL bytes are normalised away by the tokenizer; a review with nothing printable is
+    400. Any script and emoji are valid text. Lone UTF-16 surrogates (possible through JSON "\\ud800"
+    escapes) cannot be encoded and are refused with 400.
+  - Reviews are truncated to the model's max_tokens; beyond Limits.max_chars characters they are refused (413),
+    and so is a request with more than Limits.max_instances instances.
 """
 
 from __future__ import annotations
@@ -55,6 +69,8 @@ def _check_text(text: object, limits: Limits) -> str:
         raise BadRequest("invalid_text", f'"text" must be a string, got {type(text).__name__}')
     if len(text) > limits.max_chars:
         raise PayloadTooLarge("text_too_long", f"a review may hold at most {limits.max_chars} characters")
+    if not _encodable(text):
+        raise BadRequest("invalid_text", "the review text holds lone UTF-16 surrogates")
     if not any(ch.isprintable() and not ch.isspace() for ch in text):
         raise BadRequest("empty_text", "the review text is empty or holds only whitespace and control characters")
     return text
@@ -69,7 +85,18 @@ def _check_key(key: object, limits: Limits) -> Key:
         raise BadRequest("invalid_key", '"key" must be a finite number')
     if isinstance(key, str) and len(key) > limits.max_key_chars:
         raise BadRequest("invalid_key", f'"key" may hold at most {limits.max_key_chars} characters')
+    if isinstance(key, str) and not _encodable(key):
+        raise BadRequest("invalid_key", '"key" holds lone UTF-16 surrogates')
     return key
+
+
+def _encodable(text: str) -> bool:
+    """False for strings that hold lone surrogates: no tokenizer or UTF-8 encoder accepts them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _instance(obj: object, limits: Limits) -> Instance:
@@ -131,7 +158,7 @@ def decode(body: object, content_type: str | None, limits: Limits) -> Request:
     if media == "application/json":
         try:
             payload = json.loads(body)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # JSONDecodeError, or an integer beyond Python's 4300 digits
             raise BadRequest("invalid_json", "the request body is not valid JSON") from None
         return _from_json(payload, limits)
     if media in ("text/plain", ""):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -53,28 +54,53 @@ class SentimentHandler:
 
     def handle(self, data: list[dict], context) -> list[bytes]:
         requests: list[Request | ServingError] = [self._decode(idx, row, context) for idx, row in enumerate(data)]
-        texts = [t for r in requests if isinstance(r, Request) for t in r.texts()]
+        logits = self._score_batch(requests, context)
+        return [self._answer(idx, request, logits[idx], context) for idx, request in enumerate(requests)]
+
+    def _score_batch(self, requests: list[Request | ServingError], context) -> list[list[float] | ServingError]:
+        """Each request's logits from one forward pass; if that fails, each request is scored alone so a bug
+        triggered by one input fails only that request (logged with its id), never its batch neighbours."""
+        texts = [r.texts() if isinstance(r, Request) else [] for r in requests]
         metrics = getattr(context, "metrics", None)
         try:
             started = time.perf_counter()
-            logits = score(self.scorer, texts)
+            flat = self.score([t for ts in texts for t in ts])
             if metrics is not None:
                 metrics.add_time("ScoreTime", (time.perf_counter() - started) * 1000, None, "ms")
-        except Exception:  # a bug or a broken model: every request of this batch gets a generic 500
-            logger.exception("scoring failed for requests %s", _ids(context, len(data)))
-            return [
-                self._reply(context, idx, *error_response(InternalError(_id(context, idx)))) for idx in range(len(data))
-            ]
+        except Exception as err:  # noqa: BLE001 - isolate the failing request below
+            logger.error(
+                "scoring failed for the batch of requests %s (%s); scoring them one by one",
+                _ids(context, len(requests)),
+                where(err),
+            )
+            return [self._score_alone(idx, ts, context) for idx, ts in enumerate(texts)]
+        out, start = [], 0
+        for ts in texts:
+            out.append(flat[start : start + len(ts)])
+            start += len(ts)
+        return out
 
-        replies, start = [], 0
-        for idx, request in enumerate(requests):
+    def _score_alone(self, idx: int, texts: list[str], context) -> list[float] | ServingError:
+        try:
+            return self.score(texts)
+        except Exception as err:  # noqa: BLE001 - a bug: this request alone gets a generic 500
+            logger.error("scoring failed for request %s: %s", _id(context, idx), where(err))
+            return InternalError(_id(context, idx))
+
+    def score(self, texts: list[str]) -> list[float]:
+        return score(self.scorer, texts)
+
+    def _answer(self, idx: int, request: Request | ServingError, logits, context) -> bytes:
+        """One request's reply; an unexpected failure here too is a generic 500 for that request alone."""
+        try:
+            if isinstance(logits, ServingError):
+                request = logits
             if isinstance(request, ServingError):
-                replies.append(self._reply(context, idx, *error_response(request)))
-                continue
-            n = len(request.texts())
-            replies.append(self._reply(context, idx, *respond(request, logits[start : start + n], self.scorer.version)))
-            start += n
-        return replies
+                return self._reply(context, idx, *error_response(request))
+            return self._reply(context, idx, *respond(request, logits, self.scorer.version))
+        except Exception as err:  # noqa: BLE001 - a bug: this request alone gets a generic 500
+            logger.error("encoding the answer failed for request %s: %s", _id(context, idx), where(err))
+            return self._reply(context, idx, *error_response(InternalError(_id(context, idx))))
 
     def _decode(self, idx: int, row: dict, context) -> Request | ServingError:
         body = row.get("body") if row.get("body") is not None else row.get("data")
@@ -83,8 +109,8 @@ class SentimentHandler:
         except ServingError as err:
             logger.info("request %s refused: %s", _id(context, idx), err.code)
             return err
-        except Exception:
-            logger.exception("decoding failed for request %s", _id(context, idx))
+        except Exception as err:  # noqa: BLE001 - a bug: this request alone gets a generic 500
+            logger.error("decoding failed for request %s: %s", _id(context, idx), where(err))
             return InternalError(_id(context, idx))
 
     @staticmethod
@@ -101,6 +127,14 @@ def _content_type(context, idx: int) -> str | None:
             return value
     body_headers = headers.get("body")
     return body_headers.get("content-type") if isinstance(body_headers, dict) else None
+
+
+def where(err: BaseException) -> str:
+    """An exception's type and the code locations it passed, without its message: messages can quote the
+    client's text (a tokenizer or JSON error does), and review text never goes to a log."""
+    frames = traceback.extract_tb(err.__traceback__)
+    path = " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(frames[-4:]))
+    return f"{type(err).__name__} at {path or 'unknown location'}"
 
 
 def _id(context, idx: int) -> str | None:

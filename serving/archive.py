@@ -29,7 +29,9 @@ def build(
     export_path: Path,
     artifacts: Path = ARTIFACTS,
     config_file: Path = ROOT / "model-config.yaml",
+    handler_file: Path = ROOT / "handler" / "sentiment_handler.py",
 ) -> Path:
+    """Write `export_path/name.mar`; the tests pass another model-config.yaml or a handler subclass."""
     with tempfile.TemporaryDirectory() as tmp:
         extra = Path(tmp) / "extra"
         for package, modules in (("model", MODEL_MODULES), ("handler", HANDLER_MODULES)):
@@ -49,7 +51,7 @@ def build(
                 "--serialized-file",
                 str(artifacts / TORCHSCRIPT_FILE),
                 "--handler",
-                str(ROOT / "handler" / "sentiment_handler.py"),
+                str(handler_file),
                 "--extra-files",
                 str(extra),
                 "--config-file",

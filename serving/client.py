@@ -102,7 +102,8 @@ class ServingClient:
         retries: int | None = None,
     ) -> requests.Response:
         """POST one request. Predictions are stateless, hence idempotent: an answer lost by the server itself
-        (a worker scaled down or killed mid-batch: TorchServe's own 500/503, not the handler's) is retried."""
+        (a worker scaled down or killed mid-batch, a full job queue: TorchServe's own 500/503/507, not the
+        handler's) is retried after a short back-off."""
         path = f"{self.inference_url}/predictions/{model}" + (f"/{version}" if version else "")
         data = body.encode("utf-8") if isinstance(body, str) else body
         attempts = 1 + (self.retries if retries is None else retries)
@@ -178,8 +179,9 @@ def _token_refused(response: requests.Response) -> bool:
 
 
 def _lost_by_server(response: requests.Response) -> bool:
-    """A 500/503 from TorchServe itself (worker died, scaled down, queue full), not an answer from the handler."""
-    if response.status_code not in (500, 503):
+    """A 500/503/507 from TorchServe itself, not an answer from the handler: 500 for a worker scaled down
+    mid-batch, 503 for a full job queue, 507 "Worker died." for a worker killed mid-batch."""
+    if response.status_code not in (500, 503, 507):
         return False
     try:
         return "error" not in response.json()  # the handler's own errors carry {"error": {...}}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from serving.archive import build
 from serving.client import ServingClient
 from serving.server import start, stop, wait_until_ready, write_properties
 from tests.conftest import ROOT
@@ -39,12 +40,44 @@ class Server:
         return self.workdir / "logs"
 
 
+def archive_with(out_dir: Path, model_config: str | None = None, handler_file: Path | None = None) -> Path:
+    """Build sentiment.mar in `out_dir` with another model-config.yaml text and/or handler file."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = ROOT / "model-config.yaml"
+    if model_config is not None:
+        config = out_dir / "model-config.yaml"
+        config.write_text(model_config)
+    return build(
+        "sentiment",
+        "1.0",
+        out_dir,
+        config_file=config,
+        handler_file=handler_file or ROOT / "handler/sentiment_handler.py",
+    )
+
+
+def model_config_with(**settings) -> str:
+    """The shipped model-config.yaml with some top-level settings replaced (e.g. minWorkers=1)."""
+    lines = (ROOT / "model-config.yaml").read_text().splitlines()
+    out = [
+        f"{line.split(':')[0]}: {settings.pop(line.split(':')[0])}" if line.split(":")[0] in settings else line
+        for line in lines
+    ]
+    assert not settings, f"not in model-config.yaml: {sorted(settings)}"
+    return "\n".join(out) + "\n"
+
+
 def launch(
     workdir: Path, mar_path: Path, overrides: dict[str, str] | None = None, model_config: str | None = None
 ) -> Server:
-    """Start TorchServe in `workdir` with the shipped config.properties, ports and store replaced."""
+    """Start TorchServe in `workdir` with the shipped config.properties, ports and store replaced.
+
+    With `model_config` (the text of a model-config.yaml), the archive is rebuilt with it first.
+    """
     store = workdir / "model_store"
     store.mkdir(parents=True)
+    if model_config is not None:
+        mar_path = archive_with(workdir / "archive", model_config)
     shutil.copy2(mar_path, store / "sentiment.mar")
     inference, management, metrics, grpc_inference, grpc_management = free_ports(5)
     props = {

@@ -1,0 +1,136 @@
+"""The bad-input catalogue: every request a client should not send, with the answer it gets.
+
+One table drives the in-process handler test (tests/unit/test_catalogue.py) and the same requests against a
+real TorchServe (tests/integration/test_bad_input.py). README "Failure modes" documents the same decisions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+JSON = "application/json"
+TEXT = "text/plain"
+GOOD = "The film is fast moving and has several great action scenes."
+MAX_CHARS = 100_000  # model-config.yaml handler.max_chars
+MAX_INSTANCES = 256  # model-config.yaml handler.max_instances
+MAX_REQUEST_SIZE = 6_553_500  # config.properties max_request_size
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    body: bytes
+    content_type: str | None
+    status: int  # HTTP status of the request
+    code: str | None = None  # the error code of the whole request, or None when it answers 200
+    slots: tuple[str | None, ...] = ()  # with `instances`: each slot's error code, or None for a prediction
+    server_only: bool = False  # decided by TorchServe before the handler sees it
+
+
+def _json(obj) -> bytes:
+    return json.dumps(obj).encode("utf-8")
+
+
+CASES: list[Case] = [
+    # the request as a whole is unusable: one 4xx error body
+    Case("empty body (json)", b"", JSON, 400, "empty_body"),
+    Case("empty body (text)", b"", TEXT, 400, "empty_body"),
+    Case("whitespace-only text", b" \n\t  \r\n", TEXT, 400, "empty_text"),
+    Case("whitespace-only json text", _json({"text": "  \n "}), JSON, 400, "empty_text"),
+    Case("empty text", _json({"text": ""}), JSON, 400, "empty_text"),
+    Case("text is a number", _json({"text": 42}), JSON, 400, "invalid_text"),
+    Case("text is null", _json({"text": None}), JSON, 400, "missing_text"),
+    Case("empty object", b"{}", JSON, 400, "missing_text"),
+    Case("top-level array", _json([GOOD]), JSON, 400, "invalid_request"),
+    Case("top-level string", _json(GOOD), JSON, 400, "invalid_request"),
+    Case("instances empty", _json({"instances": []}), JSON, 400, "invalid_instances"),
+    Case("instances not an array", _json({"instances": "x"}), JSON, 400, "invalid_instances"),
+    Case("malformed json", b'{"text": "great film"', JSON, 400, "invalid_json"),
+    Case("deeply nested json", b"[" * 50_000 + b"]" * 50_000, JSON, 400, "invalid_json"),
+    Case("integer beyond 4300 digits", b'{"text": "a", "key": ' + b"9" * 5000 + b"}", JSON, 400, "invalid_json"),
+    Case("raw NUL inside a json string", b'{"text": "great\x00film"}', JSON, 400, "invalid_json"),
+    Case(
+        "json under an unsupported media type", _json({"text": GOOD}), "application/xml", 415, "unsupported_media_type"
+    ),
+    Case("form-encoded body", b"text=great+film", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+    Case("not utf-8 (text)", b"great film \xff\xfe\xc3\x28", TEXT, 400, "invalid_utf8"),
+    Case("not utf-8 (json)", b'{"text": "great \xff film"}', JSON, 400, "invalid_utf8"),
+    Case("only control characters", b"\x00\x01\x02\x07\x1b", TEXT, 400, "empty_text"),
+    Case("lone surrogate in text", b'{"text": "great \\ud800 film"}', JSON, 400, "invalid_text"),
+    Case("lone surrogate in key", b'{"text": "great film", "key": "\\udc00"}', JSON, 400, "invalid_key"),
+    Case("key is an array", _json({"text": GOOD, "key": [1]}), JSON, 400, "invalid_key"),
+    Case("key is an object", _json({"text": GOOD, "key": {"id": 1}}), JSON, 400, "invalid_key"),
+    Case("key is a boolean", _json({"text": GOOD, "key": True}), JSON, 400, "invalid_key"),
+    Case("key is NaN", b'{"text": "great film", "key": NaN}', JSON, 400, "invalid_key"),
+    Case("key too long", _json({"text": GOOD, "key": "k" * 257}), JSON, 400, "invalid_key"),
+    # oversize
+    Case("1 MB review (text)", b"great " * 174_763, TEXT, 413, "text_too_long"),
+    Case("1 MB review (json)", _json({"text": "great " * 174_763}), JSON, 413, "text_too_long"),
+    Case("too many instances", _json({"instances": [GOOD] * (MAX_INSTANCES + 1)}), JSON, 413, "too_many_instances"),
+    Case("body beyond max_request_size", b"x" * (MAX_REQUEST_SIZE + 1), TEXT, 413, None, server_only=True),
+    # valid, if unusual: predicted
+    Case("review at the character cap", b"great " * (MAX_CHARS // 6) + b"film", TEXT, 200),
+    Case("instances at the cap", _json({"instances": [GOOD] * MAX_INSTANCES}), JSON, 200, None, (None,) * 256),
+    Case("unknown fields are ignored", _json({"text": GOOD, "lang": "en", "meta": {"a": [1]}}), JSON, 200),
+    Case("json-looking text/plain is review text", _json({"instances": 42}), TEXT, 200),
+    Case("no content type is text", GOOD.encode(), None, 200),
+    Case("NUL and control characters inside text", b"great\x00film \x01\x07 really\x1b", TEXT, 200),
+    Case("escaped NUL inside json", _json({"text": "great\u0000film"}), JSON, 200),
+    Case("emoji", "😀🎬 loved it 👍🏽 ❤️".encode(), TEXT, 200),
+    Case("emoji only", "🎬🍿".encode(), TEXT, 200),
+    Case("non-Latin scripts", _json({"text": "素晴らしい映画 фильм отличный فيلم رائع फ़िल्म शानदार"}), JSON, 200),
+    Case("numeric key", _json({"text": GOOD, "key": 12.5}), JSON, 200),
+    # instances: a bad instance is answered in its own slot, the others are predicted
+    Case(
+        "bad instances answered in their slots",
+        _json({"instances": [GOOD, 42, None, ["x"], {"text": ""}, {"key": 1}, {"text": GOOD, "key": [1]}]}),
+        JSON,
+        200,
+        None,
+        (None, "invalid_instance", "invalid_instance", "invalid_instance", "empty_text", "missing_text", "invalid_key"),
+    ),
+    Case(
+        "every instance bad",
+        _json({"instances": [{"text": 1}, True]}),
+        JSON,
+        200,
+        None,
+        ("invalid_text", "invalid_instance"),
+    ),
+    Case(
+        "oversize instance",
+        _json({"instances": [GOOD, "great " * 20_000]}),
+        JSON,
+        200,
+        None,
+        (None, "text_too_long"),
+    ),
+    Case(
+        "duplicate keys are answered in order",
+        _json({"instances": [{"text": GOOD, "key": "k"}, {"text": "Awful, boring film.", "key": "k"}]}),
+        JSON,
+        200,
+        None,
+        (None, None),
+    ),
+]
+
+
+def check(case: Case, status: int, body: dict | None) -> None:
+    """Assert that an answer is the one the catalogue promises for `case`."""
+    assert status == case.status, (case.name, status, body)
+    if case.server_only:
+        return
+    assert body is not None, case.name
+    if case.code is not None:
+        assert set(body) == {"error"} and body["error"]["code"] == case.code, (case.name, body)
+        assert body["error"]["message"], case.name
+    elif case.slots:
+        answers = body["predictions"]
+        assert [a["error"]["code"] if "error" in a else None for a in answers] == list(case.slots), case.name
+        for answer in answers:
+            assert "error" in answer or answer["label"] in ("positive", "negative")
+    else:
+        assert body["label"] in ("positive", "negative"), (case.name, body)
+        assert 0.0 <= body["positive_review_probability"] <= 1.0
