@@ -140,17 +140,17 @@ def _from_json(payload: object, limits: Limits) -> Request:
 def decode(body: object, content_type: str | None, limits: Limits) -> Request:
     """Decode one request body; raises a ServingError when the request as a whole is unusable.
 
-    `body` is bytes from the wire, or the str/dict/list TorchServe has already decoded for text/* and
-    application/json when its input decoding is left on.
+    `body` is bytes from the wire, or what TorchServe has already decoded (a str for text/*, any JSON value for
+    application/json) when its decode_input_request is left on; config.properties turns it off.
     """
     media = _media_type(content_type)
-    if isinstance(body, (dict, list)):  # already parsed by TorchServe
+    if media not in ("application/json", "text/plain", ""):  # form bodies too: TorchServe splits them into fields
+        raise UnsupportedMediaType("unsupported_media_type", "send Content-Type application/json or text/plain")
+    if not isinstance(body, (str, bytes, bytearray)) and body is not None:  # JSON already parsed by TorchServe
         return _from_json(body, limits)
     if body is None or len(body) == 0:
         raise BadRequest("empty_body", "the request body is empty")
     if isinstance(body, (bytes, bytearray)):
-        if media not in ("application/json", "text/plain", ""):
-            raise UnsupportedMediaType("unsupported_media_type", "send Content-Type application/json or text/plain")
         try:
             body = bytes(body).decode("utf-8")
         except UnicodeDecodeError:
@@ -161,9 +161,7 @@ def decode(body: object, content_type: str | None, limits: Limits) -> Request:
         except (ValueError, RecursionError):  # JSONDecodeError, or an integer beyond Python's 4300 digits
             raise BadRequest("invalid_json", "the request body is not valid JSON") from None
         return _from_json(payload, limits)
-    if media in ("text/plain", ""):
-        return Request([Instance(_check_text(body, limits))])
-    raise UnsupportedMediaType("unsupported_media_type", "send Content-Type application/json or text/plain")
+    return Request([Instance(_check_text(body, limits))])
 
 
 def prediction(logit: float, key: Key, version: str) -> dict:
