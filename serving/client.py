@@ -90,7 +90,7 @@ class ServingClient:
         """True when the frontend reports Healthy (TorchServe wants the inference token even here)."""
         try:
             return self._call("inference", "GET", f"{self.inference_url}/ping", timeout=2).status_code == 200
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or too busy starting to answer
             return False
 
     def predict_raw(
@@ -132,8 +132,16 @@ class ServingClient:
         return self._call("management", method, f"{self.management_url}{path}", params=params)
 
     def register(
-        self, url: str, initial_workers: int = 1, synchronous: bool = True, response_timeout: int | None = None
+        self,
+        url: str,
+        initial_workers: int = 1,
+        synchronous: bool = True,
+        response_timeout: int | None = None,
+        batch_size: int | None = None,
+        max_batch_delay: int | None = None,
     ) -> dict:
+        """Register an archive; batch_size/max_batch_delay override its model-config.yaml (this is the only way
+        to get maxBatchDelay 0: TorchServe reads 0 in model-config.yaml or config.properties as unset, 100 ms)."""
         response = self._manage(
             "POST",
             "/models",
@@ -141,6 +149,8 @@ class ServingClient:
             initial_workers=initial_workers,
             synchronous=str(synchronous).lower(),
             response_timeout=response_timeout,
+            batch_size=batch_size,
+            max_batch_delay=max_batch_delay,
         )
         return _json_or_raise(response)
 

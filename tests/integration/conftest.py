@@ -108,3 +108,11 @@ def server(mar_path, tmp_path_factory):
     srv = launch(workdir, mar_path)
     yield srv
     stop(workdir)
+
+
+@pytest.fixture(scope="session")
+def faulty_mar(tmp_path_factory) -> Path:
+    """The shipped handler plus test-only triggers (tests/integration/faulty_handler.py), never shipped."""
+    return archive_with(
+        tmp_path_factory.mktemp("faulty-archive"), handler_file=Path(__file__).with_name("faulty_handler.py")
+    )
