@@ -18,7 +18,7 @@ MAR_INPUTS := $(ARTIFACTS)/sentiment.pt $(ARTIFACTS)/config.json $(wildcard $(AR
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-batch.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
@@ -52,6 +52,18 @@ unit: $(VENV)/.installed $(MAR) ## run the unit tests only (no server)
 
 lint: $(VENV)/.installed ## ruff check and format check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+.PHONY: batch bench-batch
+INPUT ?=
+OUTPUT ?=
+BATCH_ARGS ?=
+
+batch: $(VENV)/.installed java $(MAR) ## score a dataset on Spark: make batch INPUT=reviews.jsonl.gz OUTPUT=out/ [BATCH_ARGS=...]
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make batch INPUT=<jsonl[.gz]|csv|parquet> OUTPUT=<dir> [BATCH_ARGS='--key-column id --jsonl']"; exit 2; }
+	$(PY) -m batch --input $(INPUT) --output $(OUTPUT) --mar $(MAR) $(BATCH_ARGS)
+
+bench-batch: $(VENV)/.installed java $(MAR) ## Spark batch job on 50,000 reviews vs the in-process ceiling -> bench/results/batch.json
+	$(PY) -m batch.bench --data $(DATA_DIR)/imdb/unsup.jsonl.gz --mar $(MAR)
 
 clean: ## remove the archive, logs and caches (keeps .venv and the trained artifacts)
 	rm -rf $(MAR) logs tmp key_file.json .pytest_cache .ruff_cache

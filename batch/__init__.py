@@ -1,0 +1,9 @@
+"""Batch serving on Spark: the deployed .mar archive and the handler's own functions score a dataset offline.
+
+    python -m batch --input reviews.jsonl.gz --output predictions/ [--master spark://host:7077]
+
+Modules: settings (job settings), session (a loopback-bound SparkSession), sources (JSONL/CSV/Parquet readers),
+archive (unpack the .mar once per Python worker, ship it and the code), scoring (pure: values -> prediction
+columns), udf (Spark's predict_batch_udf and the `sentiment` SQL function), output (atomic writes), summary,
+progress, job (the pipeline), cli, bench.
+"""

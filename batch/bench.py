@@ -1,0 +1,157 @@
+"""`make bench-batch`: the batch job on 50,000 IMDB reviews against the in-process ceiling of the same functions.
+
+    python -m batch.bench [--data ../shared/data/imdb/unsup.jsonl.gz] [--out bench/results/batch.json]
+
+Measures, in one run: the ceiling (batch.scoring.score_values on one core, one torch thread, in this process,
+times the number of cores), Spark's start-up time, the job's rows/s end to end (read, score, write) and the peak
+memory of the whole process tree (driver, JVM, Python workers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import itertools
+import json
+import logging
+import os
+import platform
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from batch import mar as mar_files
+from batch.scoring import score_values
+
+logger = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "imdb" / "unsup.jsonl.gz"
+
+
+def read_texts(path: Path, n: int) -> list[str]:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line)["text"] for line in itertools.islice(f, n)]
+
+
+def ceiling(mar: Path, texts: list[str], batch_size: int) -> float:
+    """Rows/s of score_values on one core: validation, tokenization, forward pass, prediction objects."""
+    scorer, limits = mar_files.load(mar)  # sets one torch thread
+    score_values(scorer, texts[:batch_size], limits)  # warm-up
+    started = time.perf_counter()
+    for i in range(0, len(texts), batch_size):
+        score_values(scorer, texts[i : i + batch_size], limits)
+    return len(texts) / (time.perf_counter() - started)
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _children(root: int) -> list[int]:
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(parents.get(pid, []))
+    return found
+
+
+class PeakMemory:
+    """Samples the summed RSS of this process and all its descendants (JVM, Python workers)."""
+
+    def __init__(self, every: float = 0.25) -> None:
+        self.every, self.peak_kb, self.processes = every, 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            pids = _children(os.getpid())
+            self.peak_kb = max(self.peak_kb, sum(_rss_kb(p) for p in pids))
+            self.processes = max(self.processes, len(pids))
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--mar", type=Path, default=ROOT / "model_store" / "sentiment.mar")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "batch.json")
+    parser.add_argument("--ceiling-rows", type=int, default=10_000)
+    parser.add_argument("--batch-size", type=int, default=256)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from batch.job import run
+    from batch.session import spark_session
+    from batch.settings import JobSettings, SparkSettings
+
+    cores = os.cpu_count() or 1
+    load_before = os.getloadavg()
+    per_core = ceiling(args.mar, read_texts(args.data, args.ceiling_rows), args.batch_size)
+    logger.info("ceiling: %.0f rows/s on one core, %.0f x %d cores", per_core, per_core * cores, cores)
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-batch-"))
+    try:
+        with PeakMemory() as memory:
+            spark, startup = spark_session(SparkSettings(master=f"local[{cores}]"))
+            try:
+                summary = run(
+                    spark,
+                    JobSettings(input=args.data, output=workdir / "out", mar=args.mar, batch_size=args.batch_size),
+                )
+            finally:
+                spark.stop()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    result = {
+        "data": str(args.data.name),
+        "rows": summary.rows,
+        "errors": summary.errors,
+        "master": f"local[{cores}]",
+        "cores": cores,
+        "batch_size": args.batch_size,
+        "ceiling_rows_per_second_per_core": round(per_core, 1),
+        "ceiling_rows_per_second": round(per_core * cores, 1),
+        "job_seconds": summary.seconds,
+        "job_rows_per_second": summary.rows_per_second,
+        "ratio_to_ceiling": round(summary.rows_per_second / (per_core * cores), 3),
+        "spark_startup_seconds": round(startup, 2),
+        "peak_rss_mb": round(memory.peak_kb / 1024, 1),
+        "peak_processes": memory.processes,
+        "load_average_before": [round(x, 2) for x in load_before],
+        "python": platform.python_version(),
+        "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

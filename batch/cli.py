@@ -1,0 +1,57 @@
+"""Command line: python -m batch --input reviews.jsonl.gz --output predictions/ [options]."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from batch.settings import JobSettings, SparkSettings
+
+
+def parse(argv: list[str] | None = None) -> tuple[JobSettings, SparkSettings]:
+    p = argparse.ArgumentParser(
+        prog="python -m batch",
+        description="Score movie reviews offline with the deployed .mar archive on Spark.",
+    )
+    p.add_argument("--input", type=Path, required=True, help="a file or directory: JSONL (.gz too), CSV, Parquet")
+    p.add_argument("--output", type=Path, required=True, help="output directory, replaced atomically")
+    p.add_argument("--format", dest="input_format", default="auto", choices=["auto", "jsonl", "csv", "parquet"])
+    p.add_argument("--key-column", default="id", help="identifies each row in the output (default: id)")
+    p.add_argument("--text-column", default="text", help="the review text (default: text)")
+    p.add_argument("--jsonl", action="store_true", help="also write predictions.jsonl/ beside the Parquet")
+    p.add_argument("--mar", type=Path, default=Path("model_store/sentiment.mar"), help="the model archive")
+    p.add_argument("--master", default="local[*]", help="Spark master URL (default: local[*])")
+    p.add_argument("--batch-size", type=int, default=256, help="reviews per forward pass (default: 256)")
+    p.add_argument("--partitions", type=int, default=0, help="tasks to spread the input over (default: 4 per core)")
+    p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting")
+    a = p.parse_args(argv)
+    conf = dict(item.split("=", 1) for item in a.conf)
+    job = JobSettings(
+        input=a.input,
+        output=a.output,
+        mar=a.mar,
+        input_format=a.input_format,
+        key_column=a.key_column,
+        text_column=a.text_column,
+        jsonl=a.jsonl,
+        batch_size=a.batch_size,
+        partitions=a.partitions,
+    )
+    return job, SparkSettings(master=a.master, conf=conf)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    job, spark_settings = parse(argv)
+    from batch.job import run
+    from batch.session import spark_session
+
+    spark, startup = spark_session(spark_settings)
+    try:
+        summary = run(spark, job)
+    finally:
+        spark.stop()
+    print(f"{job.output}: {summary.line()}; Spark started in {startup:.1f} s", file=sys.stderr)
+    return 0

@@ -1,0 +1,118 @@
+"""Input readers: JSONL (gzipped too), CSV and Parquet -> one frame of (key, text value), spread over the cores.
+
+The text column reaches the scoring function as the handler would see it: a string column as it is; any other
+value JSON-encoded (JSONL is read as VARIANT so that `{"text": 42}` stays a number, not the string "42") and
+decoded in Python, so that a number, an array or an object is refused as `invalid_text`, as online.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import MapType, StringType, StructType
+
+from batch.settings import JobSettings
+
+logger = logging.getLogger(__name__)
+TEXT = "_text"  # the text value column handed to the UDF
+_ROW = "_row"
+_BAD = "_malformed"
+_KEY_TYPES = re.compile(r"^(STRING|BIGINT|INT|SMALLINT|TINYINT|DOUBLE|FLOAT|BOOLEAN|DATE|TIMESTAMP)$")
+
+
+@dataclass(frozen=True)
+class Source:
+    frame: DataFrame  # columns: the key column (its own name and type) and TEXT
+    key: str
+    decode_json: bool  # TEXT holds JSON-encoded values
+
+    def release(self) -> None:
+        self.frame.unpersist()
+
+
+def read_source(spark: SparkSession, settings: JobSettings) -> Source:
+    fmt = settings.format
+    path = str(settings.input.resolve())
+    if fmt == "jsonl":
+        return _spread(_jsonl(spark, path, settings), settings, spark)
+    frame = _csv(spark, path) if fmt == "csv" else spark.read.parquet(path)
+    _require_columns(frame, settings)
+    text, decode_json = _text_value(frame, settings.text_column)
+    source = Source(frame.select(F.col(settings.key_column), text.alias(TEXT)), settings.key_column, decode_json)
+    return _spread(source, settings, spark)
+
+
+def _csv(spark: SparkSession, path: str) -> DataFrame:
+    """RFC 4180 CSV with a header (Python's csv module writes it): quoted fields may span lines."""
+    return spark.read.csv(path, header=True, multiLine=True, escape='"')
+
+
+def _jsonl(spark: SparkSession, path: str, settings: JobSettings) -> Source:
+    lines = spark.read.text(path).where(F.trim("value") != "")
+    parsed = lines.select(F.expr("try_parse_json(value)").alias(_ROW), "value")  # parsed once per line
+    # a malformed line keeps its raw text, which fails json.loads in the UDF: an `invalid_json` error row
+    rows = parsed.select(_ROW, F.when(F.col(_ROW).isNull(), F.col("value")).alias(_BAD))
+    rows = _repartitioned(rows, settings, spark).persist(StorageLevel.MEMORY_AND_DISK)
+    key_path, text_path = _json_path(settings.key_column), _json_path(settings.text_column)
+    key_type = _json_key_type(rows, key_path)
+    if key_type is None:
+        rows.unpersist()
+        raise ValueError(f"no line of {settings.input} has the key field {settings.key_column!r} (--key-column)")
+    frame = rows.select(
+        F.variant_get(F.col(_ROW), key_path, key_type).alias(settings.key_column),
+        F.coalesce(F.col(_BAD), F.to_json(F.variant_get(F.col(_ROW), text_path, "variant"))).alias(TEXT),
+    )
+    return Source(frame, settings.key_column, decode_json=True)
+
+
+def _json_key_type(rows: DataFrame, key_path: str) -> str | None:
+    """The keys' common SQL type (string when they mix types); None when no row has a key."""
+    found = rows.select(F.expr(f"schema_of_variant_agg(variant_get({_ROW}, '{key_path}', 'variant'))")).first()[0]
+    if found is None or found == "VOID":
+        return None
+    if found.startswith("DECIMAL"):
+        return "double"
+    return found.lower() if _KEY_TYPES.match(found) else "string"
+
+
+def _json_path(field: str) -> str:
+    if not field or '"' in field or "'" in field:
+        raise ValueError(f"unsupported JSON field name {field!r}")
+    return f'$["{field}"]'
+
+
+def _require_columns(frame: DataFrame, settings: JobSettings) -> None:
+    missing = [c for c in (settings.key_column, settings.text_column) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{settings.input} has no column {missing} (it has {frame.columns}): see --key/--text-column")
+
+
+def _text_value(frame: DataFrame, name: str) -> tuple[Column, bool]:
+    """(column handed to the UDF, whether it is JSON-encoded) for a text column of any type."""
+    dtype = frame.schema[name].dataType
+    if isinstance(dtype, StringType):
+        return F.col(name), False
+    if isinstance(dtype, (StructType, MapType)):
+        return F.to_json(F.col(name)), True
+    return F.to_json(F.col(name).cast("variant")), True
+
+
+def _repartitioned(frame: DataFrame, settings: JobSettings, spark: SparkSession) -> DataFrame:
+    """At least `partitions` tasks (default 4 per core): a single gzipped file is otherwise one task on one core."""
+    wanted = settings.partitions or 4 * spark.sparkContext.defaultParallelism
+    have = frame.rdd.getNumPartitions()
+    if have >= wanted:
+        return frame
+    logger.info("spreading %d input partition(s) over %d tasks", have, wanted)
+    return frame.repartition(wanted)
+
+
+def _spread(source: Source, settings: JobSettings, spark: SparkSession) -> Source:
+    if source.decode_json and settings.format == "jsonl":
+        return source  # already spread and persisted before the key-type pass
+    return Source(_repartitioned(source.frame, settings, spark), source.key, source.decode_json)

@@ -1,0 +1,140 @@
+"""The batch job's pure parts, without Spark: scoring equals the handler's path, archive, atomic output."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from batch import mar as mar_files
+from batch.output import staged, stale_siblings
+from batch.scoring import COLUMNS, score_values
+from batch.settings import JobSettings, format_of
+from handler.codec import decode, respond
+from model.infer import score
+from tests.conftest import BOOK_REVIEWS, MAR, sample_reviews
+
+
+@pytest.fixture(scope="module")
+def loaded(mar_path):
+    return mar_files.load(mar_path)
+
+
+def test_scores_equal_the_handlers_own_path(loaded):
+    scorer, limits = loaded
+    values = [
+        *BOOK_REVIEWS.values(),
+        *sample_reviews(20),
+        "",
+        "   \n\t",
+        42,
+        None,
+        ["list"],
+        "x" * (limits.max_chars + 1),
+    ]
+    columns = score_values(scorer, values, limits)
+    request = decode(json.dumps({"instances": [{"text": v} for v in values]}).encode(), "application/json", limits)
+    _, body = respond(request, score(scorer, request.texts()), scorer.version)
+    assert set(columns) == set(COLUMNS)
+    for row, online in enumerate(body["predictions"]):
+        if "error" in online:
+            assert columns["error"][row] == online["error"]["code"]
+            assert columns["error_message"][row] == online["error"]["message"]
+            assert np.isnan(columns["positive_review_probability"][row]) and columns["label"][row] is None
+        else:
+            assert columns["error"][row] is None
+            assert columns["positive_review_probability"][row] == online["positive_review_probability"]
+            assert columns["positive_review_logits"][row] == online["positive_review_logits"]
+            assert columns["label"][row] == online["label"]
+        assert columns["model_version"][row] == scorer.version == mar_files.version(MAR)
+    assert [c for c in columns["error"] if c] == [
+        "empty_text",
+        "empty_text",
+        "invalid_text",
+        "missing_text",
+        "invalid_text",
+        "text_too_long",
+    ]
+
+
+def test_json_encoded_values_are_decoded_as_the_handler_decodes_json(loaded):
+    scorer, limits = loaded
+    values = [json.dumps(BOOK_REVIEWS["positive"]), "42", "null", "{not json", None, json.dumps({"a": 1}), np.int64(3)]
+    columns = score_values(scorer, values, limits, decode_json=True)
+    assert list(columns["error"]) == [
+        None,
+        "invalid_text",
+        "missing_text",
+        "invalid_json",
+        "missing_text",
+        "invalid_text",
+        "invalid_text",
+    ]
+    assert columns["label"][0] == "positive"
+
+
+def test_numpy_and_pandas_values_are_plain_python_to_the_validation(loaded):
+    scorer, limits = loaded
+    columns = score_values(scorer, [np.int64(5), float("nan"), np.str_(BOOK_REVIEWS["negative"])], limits)
+    assert list(columns["error"]) == ["invalid_text", "missing_text", None]
+    assert columns["label"][2] == "negative"
+
+
+def test_code_zip_carries_the_archives_own_model_and_handler_code(mar_path, tmp_path):
+    target = mar_files.code_zip(mar_path, tmp_path / "code.zip")
+    with zipfile.ZipFile(target) as z, zipfile.ZipFile(mar_path) as mar:
+        names = set(z.namelist())
+        assert {"batch/job.py", "batch/scoring.py", "model/infer.py", "handler/codec.py"} <= names
+        assert z.read("handler/codec.py") == mar.read("handler/codec.py")
+        assert z.read("model/text.py") == mar.read("model/text.py")
+
+
+def test_the_archive_is_unpacked_once_per_process(mar_path):
+    assert mar_files.unpack(mar_path) == mar_files.unpack(mar_path)
+    assert (mar_files.unpack(mar_path) / "MAR-INF" / "MANIFEST.json").exists()
+
+
+def test_staged_output_replaces_the_target_only_on_success(tmp_path):
+    target = tmp_path / "out"
+    with staged(target) as staging:
+        (staging / "part").write_text("first")
+    assert (target / "part").read_text() == "first"
+
+    with pytest.raises(RuntimeError), staged(target) as staging:
+        (staging / "part").write_text("half")
+        raise RuntimeError("the job failed half-way")
+    assert (target / "part").read_text() == "first" and not stale_siblings(target)
+
+    with staged(target) as staging:
+        (staging / "part").write_text("second")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and (target / "part").read_text() == "second"
+
+
+def test_leftovers_of_a_killed_run_are_cleaned_and_a_retired_output_restored(tmp_path):
+    target = tmp_path / "out"
+    (tmp_path / ".out.staging-dead").mkdir()  # killed while writing
+    (tmp_path / ".out.retired-dead").mkdir()  # killed between the two renames: the previous output
+    (tmp_path / ".out.retired-dead" / "part").write_text("previous")
+    with staged(target) as staging:
+        assert (target / "part").read_text() == "previous"
+        (staging / "part").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and (target / "part").read_text() == "new"
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [("a.jsonl", "jsonl"), ("a.jsonl.gz", "jsonl"), ("a.json", "jsonl"), ("a.csv", "csv"), ("dir.parquet", "parquet")],
+)
+def test_format_from_the_file_name(name, fmt):
+    assert format_of(Path(name)) == fmt
+    assert JobSettings(input=Path(name), output=Path("o")).format == fmt
+
+
+def test_unknown_format_and_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="--format"):
+        format_of(Path("reviews.txt"))
+    with pytest.raises(ValueError):
+        JobSettings(input=Path("a.csv"), output=Path("o"), input_format="xml")
