@@ -53,6 +53,12 @@ unit: $(VENV)/.installed $(MAR) ## run the unit tests only (no server)
 lint: $(VENV)/.installed ## ruff check and format check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
+.PHONY: soak
+soak: $(VENV)/.installed java $(MAR) ## 60 s at concurrency 32 against the shipped config on loopback -> bench/results/soak.json
+	@command -v wrk >/dev/null || { test "$$(id -u)" = 0 || { echo "make soak needs wrk: sudo apt-get install -y wrk"; exit 1; }; \
+		apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+	$(PY) -m bench.soak --seconds 60 --connections 32 --out bench/results/soak.json
+
 .PHONY: batch bench-batch
 INPUT ?=
 OUTPUT ?=
