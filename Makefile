@@ -13,7 +13,7 @@ MAR_INPUTS := $(ARTIFACTS)/sentiment.pt $(ARTIFACTS)/config.json $(wildcard $(AR
 	model/__init__.py model/config.py model/text.py model/infer.py $(wildcard handler/*.py) model-config.yaml \
 	serving/archive.py
 
-.PHONY: help serve stop test unit integration lint train export archive clean java
+.PHONY: help serve stop test unit integration lint train export archive clean java bench bench-frontier wrk
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -58,6 +58,20 @@ soak: $(VENV)/.installed java $(MAR) ## 60 s at concurrency 32 against the shipp
 	@command -v wrk >/dev/null || { test "$$(id -u)" = 0 || { echo "make soak needs wrk: sudo apt-get install -y wrk"; exit 1; }; \
 		apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 	$(PY) -m bench.soak --seconds 60 --connections 32 --out bench/results/soak.json
+
+$(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	@touch $@
+
+wrk:
+	@command -v wrk >/dev/null || { test "$$(id -u)" = 0 || { echo "make bench needs wrk: sudo apt-get install -y wrk"; exit 1; }; \
+		apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+
+bench: $(VENV)/.bench-installed java wrk ## benchmark (minutes): ceiling, TorchServe vs FastAPI peer, cold start -> bench/results/
+	$(PY) -m bench.run
+
+bench-frontier: $(VENV)/.bench-installed java wrk ## measure TorchServe's maxBatchDelay x workers x threads frontier -> bench/results/frontier.json
+	$(PY) -m bench.frontier
 
 .PHONY: batch bench-batch
 INPUT ?=

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,13 +43,31 @@ def load_scorer(directory: Path) -> Scorer:
     return Scorer(model, load_tokenizer(directory / TOKENIZER_DIR), cfg.max_tokens, version)
 
 
-def score(scorer: Scorer, texts: list[str]) -> list[float]:
-    """positive_review_logits for each text, one forward pass for the whole batch."""
+def tokenize(scorer: Scorer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model input for a batch of texts: one tokenizer call (the first half of `score`)."""
+    return encode_batch(scorer.tokenizer, texts, scorer.max_tokens)
+
+
+def forward(scorer: Scorer, batch: tuple[torch.Tensor, torch.Tensor]) -> list[float]:
+    """positive_review_logits for a tokenized batch: one forward pass (the second half of `score`)."""
+    with torch.inference_mode():
+        return scorer.model(*batch).tolist()
+
+
+def score(scorer: Scorer, texts: list[str], timings: dict[str, float] | None = None) -> list[float]:
+    """positive_review_logits for each text, one forward pass for the whole batch.
+
+    With `timings`, the seconds spent tokenizing and in the forward pass are stored there (the handler reports
+    them as TokenizeTime and ForwardTime on the metrics port)."""
     if not texts:
         return []
-    ids, offsets = encode_batch(scorer.tokenizer, texts, scorer.max_tokens)
-    with torch.inference_mode():
-        return scorer.model(ids, offsets).tolist()
+    started = time.perf_counter()
+    batch = tokenize(scorer, texts)
+    tokenized = time.perf_counter()
+    logits = forward(scorer, batch)
+    if timings is not None:
+        timings.update(TokenizeTime=tokenized - started, ForwardTime=time.perf_counter() - tokenized)
+    return logits
 
 
 def sigmoid(logit: float) -> float:

@@ -35,9 +35,30 @@ def read_properties(path: Path) -> dict[str, str]:
     return props
 
 
+FILE_SETTINGS = ("metrics_config",)  # settings naming a file, relative to the config's folder
+LOG4J_ARG = "-Dlog4j.configurationFile="
+
+
+def absolute_paths(props: dict[str, str], folder: Path) -> dict[str, str]:
+    """The settings with relative file paths (metrics yaml, log4j2.xml in vmargs) made absolute against `folder`,
+    so that a copy of config.properties written elsewhere still finds the files beside the original."""
+    out = dict(props)
+    for name in FILE_SETTINGS:
+        if name in out and not Path(out[name]).is_absolute():
+            out[name] = str((folder / out[name]).resolve())
+    if "vmargs" in out:
+        words = []
+        for word in out["vmargs"].split():
+            if word.startswith(LOG4J_ARG) and not Path(word[len(LOG4J_ARG) :]).is_absolute():
+                word = LOG4J_ARG + str((folder / word[len(LOG4J_ARG) :]).resolve())
+            words.append(word)
+        out["vmargs"] = " ".join(words)
+    return out
+
+
 def write_properties(base: Path, overrides: dict[str, str], path: Path) -> Path:
     """Copy a config.properties with some settings replaced (the tests use free ports and a temp store)."""
-    props = {**read_properties(base), **overrides}
+    props = {**absolute_paths(read_properties(base), Path(base).resolve().parent), **overrides}
     path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
     return path
 
@@ -96,7 +117,11 @@ def _alive(pid: int | None) -> bool:
 
 
 def wait_until_ready(
-    client: ServingClient, model: str | None = "sentiment", timeout: float = 120.0, workdir: Path | None = None
+    client: ServingClient,
+    model: str | None = "sentiment",
+    timeout: float = 120.0,
+    workdir: Path | None = None,
+    poll: float = 0.2,
 ) -> float:
     """Poll /ping, then (if `model`) a real prediction; returns the seconds waited.
 
@@ -107,7 +132,7 @@ def wait_until_ready(
         if workdir is not None and not _alive(server_pid(workdir)):
             raise RuntimeError(f"TorchServe exited during start-up; see {Path(workdir) / 'logs'}")
         client.forget_keys()  # key_file.json appears once the frontend is up
-        if client.ping():
+        if _pings(client):
             if model is None:
                 return time.monotonic() - started
             try:
@@ -115,8 +140,15 @@ def wait_until_ready(
                     return time.monotonic() - started
             except Exception:  # noqa: BLE001 - not up yet; keep polling until the deadline
                 pass
-        time.sleep(0.2)
+        time.sleep(poll)
     raise TimeoutError(f"TorchServe did not answer within {timeout:.0f} s; see the logs/ directory")
+
+
+def _pings(client: ServingClient) -> bool:
+    try:
+        return client.ping()
+    except ValueError:  # key_file.json caught half-written by a fast poll
+        return False
 
 
 def curl_example(client: ServingClient) -> str:

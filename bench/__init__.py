@@ -1,0 +1,1 @@
+"""`make bench`: the in-process ceiling, TorchServe and a FastAPI peer measured side by side in one run."""

@@ -1,0 +1,63 @@
+"""Cold start: `torchserve --start` to the first successful prediction, and `make serve` from a fresh clone."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+from bench.stacks import free_ports, start_torchserve
+from serving.server import ROOT
+
+logger = logging.getLogger(__name__)
+
+
+def torchserve_start(workdir: Path, mar: Path, repeats: int = 3) -> dict:
+    """Seconds from `torchserve --start` to the first 200 prediction, median of `repeats` fresh starts."""
+    cells = []
+    for i in range(repeats):
+        server = start_torchserve(workdir / f"start-{i}", mar)
+        cells.append(server.started_in_s)
+        server.stop()
+    return {"median_s": statistics.median(cells), "cells_s": [round(c, 2) for c in cells]}
+
+
+def _loopback_ports(config: Path) -> None:
+    """Move a clone's config.properties off the reserved 8080-8082 / 7070-7071 onto free ports."""
+    inference, management, metrics, grpc_inference, grpc_management = free_ports(5)
+    text = config.read_text()
+    for name, port in (
+        ("inference_address", inference),
+        ("management_address", management),
+        ("metrics_address", metrics),
+    ):
+        text = re.sub(rf"^{name}=.*$", f"{name}=http://127.0.0.1:{port}", text, flags=re.M)
+    text = re.sub(r"^grpc_inference_port=.*$", f"grpc_inference_port={grpc_inference}", text, flags=re.M)
+    text = re.sub(r"^grpc_management_port=.*$", f"grpc_management_port={grpc_management}", text, flags=re.M)
+    config.write_text(text)
+
+
+def make_serve_from_clone(workdir: Path) -> dict:
+    """`make serve` in a fresh clone of the committed tree with a ready venv (this checkout's .venv).
+
+    Includes building the .mar (a clone has none) and waiting for the model to answer."""
+    clone = workdir / "clone"
+    shutil.rmtree(clone, ignore_errors=True)
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
+    (clone / ".venv").symlink_to(ROOT / ".venv")
+    stamp = (ROOT / ".venv" / ".installed").stat().st_mtime
+    for requirement in clone.glob("requirements*.txt"):  # the venv is ready: it is older than nothing it needs
+        os.utime(requirement, (stamp - 60, stamp - 60))
+    _loopback_ports(clone / "config.properties")
+    began = time.monotonic()
+    try:
+        subprocess.run(["make", "serve"], cwd=clone, check=True, capture_output=True, timeout=300)
+        total = time.monotonic() - began
+    finally:
+        subprocess.run(["make", "stop"], cwd=clone, check=False, capture_output=True, timeout=120)
+    return {"total_s": round(total, 2), "includes": "git clone excluded; archive build, torchserve start, first 200"}

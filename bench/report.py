@@ -1,0 +1,88 @@
+"""Markdown tables of a results file, for the README: `python -m bench.report [bench/results/latest.json]`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+
+
+def _cell(row: dict | None) -> str:
+    if row is None:
+        return "-"
+    return f"{row['req_per_s']:,.0f} req/s, p50 {row['p50_ms']:.2f} / p99 {row['p99_ms']:.2f} ms, {row['errors']} err"
+
+
+def serving_table(results: dict) -> str:
+    ts, peer = results["torchserve"], results["peer"]
+    lines = [
+        "| reviews | load | TorchServe (shipped config) | FastAPI peer (2 uvicorn workers) | TorchServe vs peer |",
+        "|---|---|---|---|---|",
+    ]
+    for mix in ts["single"]:
+        for t, p in zip(ts["single"][mix], peer["single"][mix], strict=True):
+            ratio = f"{t['req_per_s'] / p['req_per_s']:.2f}x req/s, {t['p50_ms'] / p['p50_ms']:.2f}x p50"
+            lines.append(f"| {mix} | c={t['connections']} | {_cell(t)} | {_cell(p)} | {ratio} |")
+    ti, pi = ts["instances"], peer["instances"]
+    lines.append(
+        f"| imdb | c={ti['connections']}, instances of {results['instances_size']} | {ti['reviews_per_s']:,.0f} "
+        f"reviews/s, p50 {ti['p50_ms']:.1f} ms, {ti['errors']} err | {pi['reviews_per_s']:,.0f} reviews/s, "
+        f"p50 {pi['p50_ms']:.1f} ms, {pi['errors']} err | {ti['reviews_per_s'] / pi['reviews_per_s']:.2f}x |"
+    )
+    return "\n".join(lines)
+
+
+def ceiling_table(results: dict) -> str:
+    lines = [
+        "| reviews | batch | items/s (1 core) | decode | tokenize | forward | sigmoid + encode |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for mix, rows in results["ceiling"].items():
+        for row in rows:
+            s = row["split"]
+            lines.append(
+                f"| {mix} | {row['batch']} | {row['items_per_s']:,.0f} | {s['decode']:.0%} | {s['tokenize']:.0%} | "
+                f"{s['forward']:.0%} | {s['encode']:.0%} |"
+            )
+    return "\n".join(lines)
+
+
+def targets_table(results: dict) -> str:
+    lines = ["| target | measured | holds |", "|---|---|---|"]
+    for t in results["targets"]:
+        lines.append(f"| {t['target']} | {t['measured']} | {'yes' if t['holds'] else 'no'} |")
+    return "\n".join(lines)
+
+
+def frontier_table(frontier: dict, mix: str) -> str:
+    lines = [
+        "| maxBatchDelay | workers x torch threads | c=1 p50 (peer) | c=64 req/s (peer) | c=1 p50 vs peer | "
+        "c=64 req/s vs peer | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in (r for r in frontier["rows"] if r["mix"] == mix):
+        name = f"{row['workers']} x {row['threads']}" + (f" ({row['note']})" if row.get("note") else "")
+        name += " **shipped**" if row.get("shipped") else ""
+        lines.append(
+            f"| {row['delay']} ms | {name} | {row['c1_p50_ms']:.2f} ms ({row['peer_c1_p50_ms']:.2f}) | "
+            f"{row['c64_req_per_s']:,.0f} ({row['peer_c64_req_per_s']:,.0f}) | "
+            f"{row['c1_vs_peer']:.2f}x | {row['c64_vs_peer']:.2f}x | {row['errors']} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    results = json.loads(Path(argv[0] if argv else RESULTS).read_text())
+    print(ceiling_table(results), serving_table(results), targets_table(results), sep="\n\n")
+    frontier = RESULTS.parent / "frontier.json"
+    if frontier.exists():
+        data = json.loads(frontier.read_text())
+        for mix in data["mixes"]:
+            print(f"\nfrontier, {mix}:\n" + frontier_table(data, mix))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

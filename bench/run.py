@@ -1,0 +1,164 @@
+"""`make bench`: ceiling, TorchServe and the FastAPI peer side by side in one run, cold start, plot.
+
+    python -m bench.run [--seconds 6] [--repeats 3] [--out bench/results/latest.json]
+
+Cells alternate between the two stacks (repeat 1: TorchServe then peer, repeat 2: ...), so that a noisy
+neighbour hurts both alike; every figure is the median of the repeated cells. Loopback only, bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from bench import cold_start
+from bench.ceiling import ceiling
+from bench.cells import Target, median_cell, one_cell, warm_up
+from bench.plot import plot
+from bench.reviews import MIXES, instance_bodies, load_reviews, review_mix, single_bodies
+from bench.stacks import archive, start_peer, start_torchserve, unpack
+from bench.wrk import write_bodies
+from serving.server import ROOT, read_properties
+
+logger = logging.getLogger(__name__)
+RESULTS = ROOT / "bench" / "results"
+CONCURRENCY = (1, 8, 32, 64)
+INSTANCES = 100
+INSTANCE_CONNECTIONS = 4
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def shipped_knobs() -> dict:
+    import yaml
+
+    model = yaml.safe_load((ROOT / "model-config.yaml").read_text())
+    props = read_properties(ROOT / "config.properties")
+    keep = ("job_queue_size", "vmargs", "metrics_config", "metrics_mode", "number_of_netty_threads")
+    return {"model-config.yaml": model, "config.properties": {k: v for k, v in props.items() if k in keep}}
+
+
+def targets(results: dict) -> list[dict]:
+    ts, peer = results["torchserve"], results["peer"]
+    out = []
+    for mix in MIXES:
+        c64 = ts["single"][mix][-1]["req_per_s"] / peer["single"][mix][-1]["req_per_s"]
+        c1 = ts["single"][mix][0]["p50_ms"] / peer["single"][mix][0]["p50_ms"]
+        out.append({"target": f"{mix}: c=64 req/s >= 2x peer", "measured": f"{c64:.2f}x", "holds": c64 >= 2.0})
+        out.append({"target": f"{mix}: c=1 p50 <= 2.5x peer", "measured": f"{c1:.2f}x", "holds": c1 <= 2.5})
+    ceiling128 = next(r for r in results["ceiling"]["imdb"] if r["batch"] == 128)["items_per_s"] * results["cores"]
+    inst = ts["instances"]["reviews_per_s"] / ceiling128
+    cold = results["cold_start"]["torchserve_start"]["median_s"]
+    out.append(
+        {
+            "target": f"imdb instances of {INSTANCES}: >= 0.8 x ceiling(batch 128) x {results['cores']} cores",
+            "measured": f"{inst:.2f}x ({ts['instances']['reviews_per_s']:,.0f} vs {ceiling128:,.0f} reviews/s)",
+            "holds": inst >= 0.8,
+        }
+    )
+    out.append(
+        {
+            "target": "cold start: torchserve --start to first 200 < 10 s",
+            "measured": f"{cold:.1f} s",
+            "holds": cold < 10,
+        }
+    )
+    return out
+
+
+def serve_both(work: Path, mar: Path, seconds: float, repeats: int) -> dict:
+    single = {mix: write_bodies(single_bodies(review_mix(mix, 1000)), work) for mix in MIXES}
+    batched = write_bodies(instance_bodies(load_reviews(2000), INSTANCES), work)
+    server = start_torchserve(work / "torchserve", mar)
+    peer = None
+    try:
+        peer = start_peer(unpack(mar, work / "peer-model"))
+        stacks = {
+            "torchserve": Target("torchserve", server.base_url, server.token),
+            "peer": Target("peer", peer.base_url, peer.token),
+        }
+        raw = {name: {"single": {(m, c): [] for m in MIXES for c in CONCURRENCY}, "instances": []} for name in stacks}
+        for target in stacks.values():
+            warm_up(target, single["imdb"])
+        for repeat in range(repeats):
+            for name, target in stacks.items():
+                logger.info("repeat %d/%d: %s", repeat + 1, repeats, name)
+                for mix in MIXES:
+                    for c in CONCURRENCY:
+                        raw[name]["single"][(mix, c)].append(one_cell(target, single[mix], c, seconds))
+                raw[name]["instances"].append(one_cell(target, batched, INSTANCE_CONNECTIONS, seconds))
+    finally:
+        if peer is not None:
+            peer.stop()
+        server.stop()
+    out = {}
+    for name, cells in raw.items():
+        inst = median_cell(cells["instances"])
+        inst["reviews_per_s"] = inst["ok_per_s"] * INSTANCES
+        single_rows = {mix: [median_cell(cells["single"][(mix, c)]) for c in CONCURRENCY] for mix in MIXES}
+        out[name] = {"single": single_rows, "instances": inst}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=6.0, help="length of one wrk cell")
+    parser.add_argument("--repeats", type=int, default=3, help="cells per load level and stack (medians)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument("--skip-clone", action="store_true", help="skip `make serve` from a clone")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    work = ROOT / "bench" / "tmp" / time.strftime("run-%Y%m%d-%H%M%S")
+    work.mkdir(parents=True)
+    results: dict = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cores": os.cpu_count(),
+        "machine": {"python": platform.python_version(), "torch": torch.__version__, "load_before": load_average()},
+        "knobs": shipped_knobs(),
+        "seconds_per_cell": args.seconds,
+        "repeats": args.repeats,
+        "instances_size": INSTANCES,
+        "instances_connections": INSTANCE_CONNECTIONS,
+        "mixes": {
+            "imdb": "whole IMDB reviews, one per request (unsup split, mean ~1,340 characters)",
+            "sentence": "the first sentence of each of those reviews (mean ~100 characters)",
+        },
+    }
+    mar = archive(work)
+    logger.info("ceiling (in-process, one torch thread)")
+    model_dir = unpack(mar, work / "ceiling-model")
+    results["ceiling"] = {mix: ceiling(model_dir, single_bodies(review_mix(mix, 1000))) for mix in MIXES}
+    logger.info("TorchServe and the FastAPI peer, alternating cells")
+    results.update(serve_both(work, mar, args.seconds, args.repeats))
+    logger.info("cold start")
+    results["cold_start"] = {"torchserve_start": cold_start.torchserve_start(work / "cold", mar)}
+    if not args.skip_clone:
+        results["cold_start"]["make_serve_from_clone"] = cold_start.make_serve_from_clone(work / "cold")
+    results["machine"]["load_after"] = load_average()
+    results["targets"] = targets(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    png = plot(results, args.out.with_suffix(".png"))
+    shutil.rmtree(work, ignore_errors=True)
+    from bench.report import main as report
+
+    report([str(args.out)])
+    print(f"\nresults: {args.out}\nplot:    {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
