@@ -5,6 +5,7 @@ No HTTP, no IPC, one torch thread: what one core can do at most, and how the tim
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from pathlib import Path
@@ -58,6 +59,7 @@ def ceiling(
 ) -> list[dict]:
     """Median over `repeats` cells of each batch size, one torch thread."""
     torch.set_num_threads(1)
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core: the tokenizer's thread pool would use them all
     scorer = load_scorer(model_dir)
     measure_batch(scorer, bodies, 8, 0.5)  # warm-up
     rows = []

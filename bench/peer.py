@@ -34,6 +34,7 @@ def answer(scorer: Scorer, limits: Limits, body: bytes, content_type: str | None
 
 def create_app(model_dir: Path, token: str | None, threads: int = 1) -> FastAPI:
     torch.set_num_threads(threads)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # as the TorchServe handler: one core per worker
     scorer = load_scorer(model_dir)
     score(scorer, ["warm-up"])
     limits = Limits()

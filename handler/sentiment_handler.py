@@ -7,6 +7,7 @@ exactly one answer per request, each with its own status and Content-Type.
 from __future__ import annotations
 
 import logging
+import os
 import traceback
 from pathlib import Path
 
@@ -46,6 +47,7 @@ class SentimentHandler:
         model_dir = Path(context.system_properties["model_dir"])
         self.limits, threads = handler_settings(getattr(context, "model_yaml_config", None))
         torch.set_num_threads(threads)  # TorchServe sets none; workers must not fight over the cores
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # nor the tokenizer's own thread pool
         self.scorer = load_scorer(model_dir)  # the version comes from the archive's own MANIFEST.json
         score(self.scorer, ["warm-up"])  # the first forward pass pays one-off costs; not a client's request
         self.initialized = True
