@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,18 @@ def model_config_with(**settings) -> str:
     return "\n".join(out) + "\n"
 
 
+def all_workers_ready(client: ServingClient, model: str, timeout: float = 120.0) -> list[dict]:
+    """Wait until every worker of `model` is READY: the first answer comes as soon as one worker is."""
+    deadline = time.monotonic() + timeout
+    while True:
+        workers = [w for m in client.describe(model) for w in m["workers"]]
+        if workers and all(w["status"] == "READY" for w in workers):
+            return workers
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"workers of {model} not READY after {timeout:.0f} s: {workers}")
+        time.sleep(0.2)
+
+
 def launch(
     workdir: Path, mar_path: Path, overrides: dict[str, str] | None = None, model_config: str | None = None
 ) -> Server:
@@ -93,9 +106,10 @@ def launch(
     client = ServingClient(props["inference_address"], props["management_address"], workdir / "key_file.json")
     start(config, workdir)
     try:
-        wait_until_ready(
-            client, "sentiment" if "sentiment" in props.get("load_models", "sentiment") else None, workdir=workdir
-        )
+        model = "sentiment" if "sentiment" in props.get("load_models", "sentiment") else None
+        wait_until_ready(client, model, workdir=workdir)
+        if model:
+            all_workers_ready(client, model)
     except Exception:
         stop(workdir)
         raise
