@@ -45,7 +45,9 @@ def test_requests_without_or_with_a_wrong_token_are_refused(server):
         assert refused(requests.get(f"{c.inference_url}/ping", headers=headers, timeout=10))
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {c.keys()['inference']}"}):
         assert refused(requests.get(f"{c.management_url}/models", headers=headers, timeout=10))
-        assert refused(requests.get(f"{c.management_url}/token", params={"type": "inference"}, headers=headers))
+        assert refused(
+            requests.get(f"{c.management_url}/token", params={"type": "inference"}, headers=headers, timeout=10)
+        )
     ok = requests.post(predict, data=GOOD, headers={"Authorization": f"Bearer {c.keys()['inference']}"}, timeout=10)
     assert ok.status_code == 200  # the same request with the right token: the test above can fail
 
@@ -59,6 +61,7 @@ def test_client_renews_an_expired_token_itself(server):
         f"{client.inference_url}/predictions/sentiment",
         data=GOOD,
         headers={"Authorization": f"Bearer {old['inference']}"},
+        timeout=10,
     )
     assert refused(stale)  # expired
     assert client.predict(GOOD)["label"] == "positive"  # renewed with the API key and retried
