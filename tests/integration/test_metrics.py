@@ -1,11 +1,14 @@
-"""The metrics port of a real TorchServe serves the model's own timings, tokenize and forward, per batch."""
+"""The metrics port of a real TorchServe serves the model's own timings, tokenize and forward (sampled batches)."""
 
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 import requests
+
+from handler.sentiment_handler import TIMINGS_EVERY_S
 
 pytestmark = pytest.mark.integration
 TIMINGS = ("TokenizeTime", "ForwardTime")
@@ -25,11 +28,15 @@ def sample(text: str, series: str) -> float:
 
 def test_tokenize_and_forward_timings_are_prometheus_histograms(server):
     before = scrape(server)
-    for i in range(3):
-        server.client.predict(f"The film was great, take {i}.")
-    after = scrape(server)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # workers report a sample of batches: at most one per TIMINGS_EVERY_S
+        server.client.predict("The film was great.")
+        after = scrape(server)
+        if all(sample(after, f"{name}_count") > sample(before, f"{name}_count") for name in TIMINGS):
+            break
+        time.sleep(TIMINGS_EVERY_S)
     for name in TIMINGS:
         assert f"# TYPE {name} histogram" in after, f"{name} is not declared in metrics.yaml"
-        assert sample(after, f"{name}_count") >= sample(before, f"{name}_count") + 1  # one per server-side batch
+        assert sample(after, f"{name}_count") >= sample(before, f"{name}_count") + 1
         assert sample(after, f"{name}_sum") > sample(before, f"{name}_sum")
         assert re.search(rf'^{name}_bucket\{{[^}}]*le="\+Inf"', after, re.M)
