@@ -22,7 +22,7 @@ def parse(argv: list[str] | None = None) -> tuple[JobSettings, SparkSettings]:
     p.add_argument("--text-column", default="text", help="the review text (default: text)")
     p.add_argument("--jsonl", action="store_true", help="also write predictions.jsonl/ beside the Parquet")
     p.add_argument("--mar", type=Path, default=Path("model_store/sentiment.mar"), help="the model archive")
-    p.add_argument("--master", default="local[*]", help="Spark master URL (default: local[*])")
+    p.add_argument("--master", help="Spark master URL (default: local[*], or spark-submit's --master)")
     p.add_argument("--batch-size", type=int, default=256, help="reviews per forward pass (default: 256)")
     p.add_argument("--partitions", type=int, default=0, help="tasks to spread the input over (default: 4 per core)")
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting")
@@ -39,7 +39,10 @@ def parse(argv: list[str] | None = None) -> tuple[JobSettings, SparkSettings]:
         batch_size=a.batch_size,
         partitions=a.partitions,
     )
-    return job, SparkSettings(master=a.master, conf=conf)
+    from batch.session import under_spark_submit
+
+    master = a.master or (None if under_spark_submit() else "local[*]")
+    return job, SparkSettings(master=master, conf=conf)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,7 +33,7 @@ class JobSettings:
 
 @dataclass(frozen=True)
 class SparkSettings:
-    master: str = "local[*]"
+    master: str | None = "local[*]"  # None: the one spark-submit was given
     app_name: str = "sentiment-batch"
     conf: dict[str, str] = field(default_factory=dict)  # extra spark.* settings (--conf k=v)
 
