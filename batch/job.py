@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from pathlib import Path
 
@@ -26,31 +25,11 @@ SUMMARY = "summary.json"
 
 
 def predictions(spark: SparkSession, settings: JobSettings) -> tuple[DataFrame, callable]:
-    """The scored frame (key column, then COLUMNS), lazily; and a function that releases cached input.
-
-    While the JVM reads the input, a tiny job of the same UDF has the Python workers import torch and load the
-    archive (seconds per worker), so that the scoring stage starts on warm workers.
-    """
-    mar_name = ship(spark, settings.mar)
-    warm = threading.Thread(target=_warm_up, args=(spark, mar_name), name="batch-warm-up", daemon=True)
-    warm.start()
-    try:
-        source = read_source(spark, settings)
-    finally:
-        warm.join()
-    udf = sentiment_udf(mar_name, decode_json=source.decode_json, batch_size=settings.batch_size)
+    """The scored frame (key column, then COLUMNS), lazily; and a function that releases cached input."""
+    source = read_source(spark, settings)
+    udf = sentiment_udf(ship(spark, settings.mar), decode_json=source.decode_json, batch_size=settings.batch_size)
     scored = source.frame.select(F.col(source.key), udf(F.col(TEXT)).alias("p"))
     return scored.select(source.key, *(F.col(f"p.{name}").alias(name) for name in COLUMNS)), source.release
-
-
-def _warm_up(spark: SparkSession, mar_name: str) -> None:
-    """One task per core through the scoring UDF: Python workers are reused for the real job."""
-    tasks = spark.sparkContext.defaultParallelism
-    try:
-        frame = spark.createDataFrame([("warm-up",)] * tasks, "text string").repartition(tasks)
-        frame.select(sentiment_udf(mar_name)("text")).collect()
-    except Exception as err:  # noqa: BLE001 - the real job reports any failure of the archive itself
-        logger.warning("warm-up failed (%s); the job goes on", type(err).__name__)
 
 
 def run(spark: SparkSession, settings: JobSettings) -> Summary:

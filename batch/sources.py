@@ -11,7 +11,6 @@ import logging
 import re
 from dataclasses import dataclass
 
-from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import MapType, StringType, StructType
@@ -21,7 +20,7 @@ from batch.settings import JobSettings
 logger = logging.getLogger(__name__)
 TEXT = "_text"  # the text value column handed to the UDF
 _ROW = "_row"
-_BAD = "_malformed"
+KEY_SAMPLE = 10_000  # JSONL lines read to find the keys' type
 _KEY_TYPES = re.compile(r"^(STRING|BIGINT|INT|SMALLINT|TINYINT|DOUBLE|FLOAT|BOOLEAN|DATE|TIMESTAMP)$")
 
 
@@ -32,7 +31,7 @@ class Source:
     decode_json: bool  # TEXT holds JSON-encoded values
 
     def release(self) -> None:
-        self.frame.unpersist()
+        self.frame.unpersist()  # nothing is cached today; kept so that callers need not know
 
 
 def read_source(spark: SparkSession, settings: JobSettings) -> Source:
@@ -54,25 +53,33 @@ def _csv(spark: SparkSession, path: str) -> DataFrame:
 
 def _jsonl(spark: SparkSession, path: str, settings: JobSettings) -> Source:
     lines = spark.read.text(path).where(F.trim("value") != "")
-    parsed = lines.select(F.expr("try_parse_json(value)").alias(_ROW), "value")  # parsed once per line
-    # a malformed line keeps its raw text, which fails json.loads in the UDF: an `invalid_json` error row
-    rows = parsed.select(_ROW, F.when(F.col(_ROW).isNull(), F.col("value")).alias(_BAD))
-    rows = _repartitioned(rows, settings, spark).persist(StorageLevel.MEMORY_AND_DISK)
     key_path, text_path = _json_path(settings.key_column), _json_path(settings.text_column)
-    key_type = _json_key_type(rows, key_path)
+    key_type = _json_key_type(lines.limit(KEY_SAMPLE), key_path)
     if key_type is None:
-        rows.unpersist()
-        raise ValueError(f"no line of {settings.input} has the key field {settings.key_column!r} (--key-column)")
-    frame = rows.select(
-        F.variant_get(F.col(_ROW), key_path, key_type).alias(settings.key_column),
-        F.coalesce(F.col(_BAD), F.to_json(F.variant_get(F.col(_ROW), text_path, "variant"))).alias(TEXT),
+        raise ValueError(
+            f"none of the first {KEY_SAMPLE} lines of {settings.input} has the key field {settings.key_column!r} "
+            "(--key-column)"
+        )
+    lines = _repartitioned(lines, settings, spark)  # parsing then runs on every core, not in the reading task
+    parsed = lines.select(F.expr("try_parse_json(value)").alias(_ROW), "value")  # parsed once per line
+    if key_type == "string":
+        key = F.variant_get(F.col(_ROW), key_path, key_type)  # any JSON value has a string form
+    else:  # a later key that does not fit the sampled type is null: counted as a row without key
+        key = F.try_variant_get(F.col(_ROW), key_path, key_type)
+    frame = parsed.select(
+        key.alias(settings.key_column),
+        # a malformed line keeps its raw text, which fails json.loads in the UDF: an `invalid_json` error row
+        F.when(F.col(_ROW).isNull(), F.col("value"))
+        .otherwise(F.to_json(F.variant_get(F.col(_ROW), text_path, "variant")))
+        .alias(TEXT),
     )
     return Source(frame, settings.key_column, decode_json=True)
 
 
-def _json_key_type(rows: DataFrame, key_path: str) -> str | None:
-    """The keys' common SQL type (string when they mix types); None when no row has a key."""
-    found = rows.select(F.expr(f"schema_of_variant_agg(variant_get({_ROW}, '{key_path}', 'variant'))")).first()[0]
+def _json_key_type(sample: DataFrame, key_path: str) -> str | None:
+    """The sampled keys' common SQL type (string when they mix types); None when no sampled line has a key."""
+    key = f"variant_get(try_parse_json(value), '{key_path}', 'variant')"
+    found = sample.select(F.expr(f"schema_of_variant_agg({key})")).first()[0]
     if found is None or found == "VOID":
         return None
     if found.startswith("DECIMAL"):
@@ -113,6 +120,6 @@ def _repartitioned(frame: DataFrame, settings: JobSettings, spark: SparkSession)
 
 
 def _spread(source: Source, settings: JobSettings, spark: SparkSession) -> Source:
-    if source.decode_json and settings.format == "jsonl":
-        return source  # already spread and persisted before the key-type pass
+    if settings.format == "jsonl":
+        return source  # spread before parsing
     return Source(_repartitioned(source.frame, settings, spark), source.key, source.decode_json)

@@ -74,4 +74,6 @@ def summarize(predictions: DataFrame, key: str, model_version: str, seconds: flo
             summary.duplicate_rows,
             examples,
         )
+    if summary.rows_without_key:
+        logger.warning("%d rows have no key (missing, null, or of another type than the sampled keys)", without_key)
     return summary

@@ -178,6 +178,6 @@ def test_a_failed_run_leaves_the_previous_output_untouched(spark, mar_path, tmp_
 
 def test_a_missing_key_column_fails_before_anything_is_written(spark, mar_path, tmp_path):
     data = write_jsonl(tmp_path / "in.jsonl", [{"review_id": 1, "text": REVIEWS[0]}])
-    with pytest.raises(ValueError, match="key field 'id'"):
+    with pytest.raises(ValueError, match="the key field 'id'"):
         run(spark, JobSettings(input=data, output=tmp_path / "out", mar=mar_path))
     assert not (tmp_path / "out").exists() and not stale_siblings(tmp_path / "out")
