@@ -33,7 +33,7 @@ def _curves(ax, results: dict, mix: str) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("single-review requests / s")
     ax.set_ylabel("latency (ms, log scale)")
-    ax.set_title(f"{results['mixes'][mix]}", fontsize=9)
+    ax.set_title(f"{mix}: {results['mixes'][mix]}", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
 
@@ -75,3 +75,14 @@ def plot(results: dict, out: Path) -> Path:
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def main() -> int:
+    """Re-draw the plot of bench/results/latest.json (with frontier.json when present)."""
+    results = FRONTIER.parent / "latest.json"
+    print(plot(json.loads(results.read_text()), results.with_suffix(".png")))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
