@@ -2,9 +2,10 @@
 
     python -m batch.bench [--data ../shared/data/imdb/unsup.jsonl.gz] [--out bench/results/batch.json]
 
-Measures, in one run: the ceiling (batch.scoring.score_values on one core, one torch thread, in this process,
-times the number of cores), Spark's start-up time, the job's rows/s end to end (read, score, write) and the peak
-memory of the whole process tree (driver, JVM, Python workers).
+Measures, in one run: the ceiling (batch.scoring.score_values on one core, one torch thread and no tokenizer
+thread pool, in a fresh process, times the number of cores; and as many such processes at once as cores),
+Spark's start-up time, the job's rows/s end to end (read, score, write) and the peak memory of the whole
+process tree (driver, JVM, Python workers).
 """
 
 from __future__ import annotations
@@ -46,11 +47,12 @@ def ceiling(mar: Path, texts: list[str], batch_size: int) -> float:
 
 
 def _ceiling_worker(args: tuple[Path, list[str], int]) -> float:
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core means one core: no tokenizer thread pool either
     return ceiling(*args)
 
 
 def parallel_ceiling(mar: Path, texts: list[str], batch_size: int, processes: int) -> float:
-    """Summed rows/s of `processes` processes running the ceiling at once: the cores' real joint capacity."""
+    """Summed rows/s of `processes` fresh processes running the ceiling at once (1: the one-core ceiling)."""
     import multiprocessing
 
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
@@ -125,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     cores = os.cpu_count() or 1
     load_before = os.getloadavg()
     texts = read_texts(args.data, args.ceiling_rows)
-    per_core_before = ceiling(args.mar, texts, args.batch_size)
+    per_core_before = parallel_ceiling(args.mar, texts, args.batch_size, 1)
     joint = parallel_ceiling(args.mar, texts, args.batch_size, cores)
     logger.info("ceiling: %.0f rows/s on one core; %d processes at once: %.0f", per_core_before, cores, joint)
 
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    per_core_after = ceiling(args.mar, texts, args.batch_size)  # the machine may be shared: measure both sides
+    per_core_after = parallel_ceiling(args.mar, texts, args.batch_size, 1)  # a shared machine: measure both sides
     per_core = (per_core_before + per_core_after) / 2
     result = {
         "data": str(args.data.name),

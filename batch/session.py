@@ -21,7 +21,6 @@ DEFAULTS = {
     "spark.sql.execution.arrow.maxRecordsPerBatch": "2048",
     "spark.sql.shuffle.partitions": "8",
     "spark.executorEnv.OMP_NUM_THREADS": "1",
-    "spark.executorEnv.TOKENIZERS_PARALLELISM": "false",
 }
 
 
