@@ -1,6 +1,6 @@
 """Values of a text column -> prediction columns, with the TorchServe handler's own functions.
 
-validation: handler.codec._check_text (with the archive's limits); scoring: model.infer.score (one tokenizer
+validation: handler.codec.check_text (with the archive's limits); scoring: model.infer.score (one tokenizer
 call and one forward pass per batch); the prediction object: handler.codec.prediction. Nothing is re-implemented
 here: a row that the online server would refuse gets the same error code here, in its `error` column.
 """
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from handler.codec import Limits, _check_text, prediction
+from handler.codec import Limits, check_text, prediction
 from handler.errors import BadRequest, ServingError
 from model.infer import Scorer, score
 
@@ -41,7 +41,7 @@ def checked(values: Sequence[object], limits: Limits, decode_json: bool = False)
     out: list[str | ServingError] = []
     for value in values:
         try:
-            out.append(_check_text(decoded(_plain(value), decode_json), limits))
+            out.append(check_text(decoded(_plain(value), decode_json), limits))
         except ServingError as err:
             out.append(err)
     return out

@@ -62,7 +62,8 @@ def _media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def _check_text(text: object, limits: Limits) -> str:
+def check_text(text: object, limits: Limits) -> str:
+    """The review text, or the ServingError a client gets for it (the batch job uses it for its error rows)."""
     if text is None:
         raise BadRequest("missing_text", 'a review needs a "text" field holding a string')
     if not isinstance(text, str):
@@ -102,12 +103,12 @@ def _encodable(text: str) -> bool:
 def _instance(obj: object, limits: Limits) -> Instance:
     """One review from a JSON value: a string, or an object with "text"/"reviews" and an optional "key"."""
     if isinstance(obj, str):
-        return Instance(_check_text(obj, limits))
+        return Instance(check_text(obj, limits))
     if not isinstance(obj, dict):
         raise BadRequest("invalid_instance", f"an instance must be an object or a string, got {_json_type(obj)}")
     key = _check_key(obj.get("key"), limits)
     text = next((obj[f] for f in TEXT_FIELDS if f in obj), None)
-    return Instance(_check_text(text, limits), key)
+    return Instance(check_text(text, limits), key)
 
 
 def _json_type(obj: object) -> str:
@@ -161,7 +162,7 @@ def decode(body: object, content_type: str | None, limits: Limits) -> Request:
         except (ValueError, RecursionError):  # JSONDecodeError, or an integer beyond Python's 4300 digits
             raise BadRequest("invalid_json", "the request body is not valid JSON") from None
         return _from_json(payload, limits)
-    return Request([Instance(_check_text(body, limits))])
+    return Request([Instance(check_text(body, limits))])
 
 
 def prediction(logit: float, key: Key, version: str) -> dict:
