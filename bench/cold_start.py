@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench.stacks import free_ports, start_torchserve
-from serving.server import ROOT
+from bench.stacks import start_torchserve
+from serving.server import ROOT, free_ports
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,6 @@ import json
 import logging
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from pathlib import Path
 import psutil
 
 from serving.client import ServingClient
-from serving.server import ROOT, start, stop, wait_until_ready, write_properties
+from serving.server import ROOT, free_ports, start, stop, wait_until_ready, write_properties
 
 logger = logging.getLogger(__name__)
 LUA = Path(__file__).resolve().with_name("soak.lua")
@@ -43,17 +42,6 @@ def reviews(n: int) -> list[str]:
     rng = random.Random(0)
     words = ["the", "film", "great", "boring", "plot", "awful", "brilliant", "story", "acting", "slow"]
     return [" ".join(rng.choice(words) for _ in range(rng.choice([5, 40, 230, 900]))) for _ in range(n)]
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def wrk(url: str, bodies: Path, token: str, connections: int, seconds: int) -> dict:

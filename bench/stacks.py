@@ -7,7 +7,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,20 +18,9 @@ import requests
 
 from serving.archive import build
 from serving.client import ServingClient
-from serving.server import ROOT, server_pid, start, stop, wait_until_ready, write_properties
+from serving.server import ROOT, free_ports, server_pid, start, stop, wait_until_ready, write_properties
 
 logger = logging.getLogger(__name__)
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def archive(workdir: Path, model_config: Path = ROOT / "model-config.yaml") -> Path:

@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -61,6 +62,18 @@ def write_properties(base: Path, overrides: dict[str, str], path: Path) -> Path:
     props = {**absolute_paths(read_properties(base), Path(base).resolve().parent), **overrides}
     path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
     return path
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` loopback ports free right now (tests and benchmarks run servers beside `make serve`)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def _env(workdir: Path) -> dict[str, str]:

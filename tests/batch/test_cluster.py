@@ -17,9 +17,9 @@ import requests
 from batch.job import PARQUET, run
 from batch.output import STAGING, stale_siblings
 from batch.settings import JobSettings
+from serving.server import free_ports
 from tests.batch.conftest import read_output, write_jsonl
 from tests.conftest import BOOK_REVIEWS, ROOT, sample_reviews
-from tests.integration.conftest import free_ports
 
 pytestmark = pytest.mark.integration
 SPARK_CLASS = Path(pyspark.__file__).parent / "bin" / "spark-class"

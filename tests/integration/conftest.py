@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,21 +11,10 @@ import pytest
 
 from serving.archive import build
 from serving.client import ServingClient
-from serving.server import start, stop, wait_until_ready, write_properties
+from serving.server import free_ports, start, stop, wait_until_ready, write_properties
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 @dataclass

@@ -15,9 +15,9 @@ import pytest
 import requests
 
 from serving.client import ServingAPIError, ServingClient
-from serving.server import server_pid, stop
+from serving.server import free_ports, server_pid, stop
 from tests.catalogue import GOOD, JSON
-from tests.integration.conftest import free_ports, launch
+from tests.integration.conftest import launch
 from tests.integration.faulty_handler import RAISE_TRIGGER
 
 TOKEN_SECONDS = 10  # token_expiration_min=1/6 for this module: tokens expire while the tests run
