@@ -6,17 +6,8 @@ import json
 
 import pytest
 
-from handler.sentiment_handler import SentimentHandler
 from tests.catalogue import CASES, GOOD, JSON, Case, check
-from tests.unit.fake_context import batch, make_context
-
-
-@pytest.fixture(scope="module")
-def served(model_dir):
-    context = make_context(model_dir)
-    handler = SentimentHandler()
-    handler.initialize(context)
-    return handler, context
+from tests.unit.fake_context import batch
 
 
 def handle(served, bodies: list[tuple[bytes, str | None]]) -> list[tuple[int, dict]]:

@@ -13,14 +13,6 @@ from tests.unit.fake_context import batch, make_context
 PREDICTION_FIELDS = {"positive_review_probability", "positive_review_logits", "label", "model_version"}
 
 
-@pytest.fixture(scope="module")
-def served(model_dir):
-    context = make_context(model_dir)
-    handler = SentimentHandler()
-    handler.initialize(context)
-    return handler, context
-
-
 def run(served, bodies):
     handler, context = served
     replies = handler.handle(batch(context, bodies), context)
