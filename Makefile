@@ -54,17 +54,15 @@ lint: $(VENV)/.installed ## ruff check and format check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 .PHONY: soak
-soak: $(VENV)/.installed java $(MAR) ## 60 s at concurrency 32 against the shipped config on loopback -> bench/results/soak.json
-	@command -v wrk >/dev/null || { test "$$(id -u)" = 0 || { echo "make soak needs wrk: sudo apt-get install -y wrk"; exit 1; }; \
-		apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+soak: $(VENV)/.installed java wrk $(MAR) ## 60 s at concurrency 32 against the shipped config on loopback -> bench/results/soak.json
 	$(PY) -m bench.soak --seconds 60 --connections 32 --out bench/results/soak.json
 
 $(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	@touch $@
 
-wrk:
-	@command -v wrk >/dev/null || { test "$$(id -u)" = 0 || { echo "make bench needs wrk: sudo apt-get install -y wrk"; exit 1; }; \
+wrk: # Debian's wrk, the load generator of bench and soak
+	@command -v wrk >/dev/null || { test "$$(id -u)" = 0 || { echo "the load tests need wrk: sudo apt-get install -y wrk"; exit 1; }; \
 		apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 
 bench: $(VENV)/.bench-installed java wrk ## benchmark (minutes): ceiling, TorchServe vs FastAPI peer, cold start -> bench/results/
