@@ -18,8 +18,12 @@ MAR_INPUTS := $(ARTIFACTS)/sentiment.pt $(ARTIFACTS)/config.json $(wildcard $(AR
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-batch.txt
+$(VENV)/.installed: requirements.txt # what serving and training need
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev-installed: requirements-dev.txt requirements-batch.txt $(VENV)/.installed # tests, lint, Spark
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
@@ -44,20 +48,20 @@ serve: $(VENV)/.installed java $(MAR) ## start TorchServe on 127.0.0.1:8080-8082
 stop: ## stop the TorchServe started by `make serve`
 	@test ! -x $(PY) || $(PY) -m serving.server stop
 
-test: $(VENV)/.installed java $(MAR) ## run every test: unit, then integration against real TorchServe instances
+test: $(VENV)/.dev-installed java $(MAR) ## run every test: unit, then integration against real TorchServe instances
 	$(PY) -m pytest tests
 
-unit: $(VENV)/.installed $(MAR) ## run the unit tests only (no server)
+unit: $(VENV)/.dev-installed $(MAR) ## run the unit tests only (no server)
 	$(PY) -m pytest tests/unit
 
-lint: $(VENV)/.installed ## ruff check and format check
+lint: $(VENV)/.dev-installed ## ruff check and format check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 .PHONY: soak
-soak: $(VENV)/.installed java wrk $(MAR) ## 60 s at concurrency 32 against the shipped config on loopback -> bench/results/soak.json
+soak: $(VENV)/.dev-installed java wrk $(MAR) ## 60 s at concurrency 32 against the shipped config on loopback -> bench/results/soak.json
 	$(PY) -m bench.soak --seconds 60 --connections 32 --out bench/results/soak.json
 
-$(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
+$(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.dev-installed
 	$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	@touch $@
 
@@ -76,11 +80,11 @@ INPUT ?=
 OUTPUT ?=
 BATCH_ARGS ?=
 
-batch: $(VENV)/.installed java $(MAR) ## score a dataset on Spark: make batch INPUT=reviews.jsonl.gz OUTPUT=out/ [BATCH_ARGS=...]
+batch: $(VENV)/.dev-installed java $(MAR) ## score a dataset on Spark: make batch INPUT=reviews.jsonl.gz OUTPUT=out/ [BATCH_ARGS=...]
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make batch INPUT=<jsonl[.gz]|csv|parquet> OUTPUT=<dir> [BATCH_ARGS='--key-column id --jsonl']"; exit 2; }
 	$(PY) -m batch --input $(INPUT) --output $(OUTPUT) --mar $(MAR) $(BATCH_ARGS)
 
-bench-batch: $(VENV)/.installed java $(MAR) ## Spark batch job on 50,000 reviews vs the in-process ceiling -> bench/results/batch.json
+bench-batch: $(VENV)/.dev-installed java $(MAR) ## Spark batch job on 50,000 reviews vs the in-process ceiling -> bench/results/batch.json
 	$(PY) -m batch.bench --data $(DATA_DIR)/imdb/unsup.jsonl.gz --mar $(MAR)
 
 clean: ## remove the archive, logs and caches (keeps .venv and the trained artifacts)
