@@ -26,7 +26,7 @@ from pathlib import Path
 import psutil
 
 from serving.client import ServingClient
-from serving.server import ROOT, free_ports, start, stop, wait_until_ready, write_properties
+from serving.server import ROOT, loopback_properties, start, stop, wait_until_ready, write_properties
 
 logger = logging.getLogger(__name__)
 LUA = Path(__file__).resolve().with_name("soak.lua")
@@ -67,15 +67,7 @@ def run(seconds: int, connections: int, out: Path) -> dict:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is missing: `make soak` installs it (apt-get install -y wrk)")
     workdir = Path(tempfile.mkdtemp(prefix="soak-"))
-    ports = free_ports(5)
-    props = {
-        "inference_address": f"http://127.0.0.1:{ports[0]}",
-        "management_address": f"http://127.0.0.1:{ports[1]}",
-        "metrics_address": f"http://127.0.0.1:{ports[2]}",
-        "grpc_inference_port": str(ports[3]),
-        "grpc_management_port": str(ports[4]),
-        "model_store": str(ROOT / "model_store"),
-    }
+    props = loopback_properties(ROOT / "model_store")
     config = write_properties(ROOT / "config.properties", props, workdir / "config.properties")
     client = ServingClient(props["inference_address"], props["management_address"], workdir / "key_file.json")
     bodies = workdir / "bodies.jsonl"

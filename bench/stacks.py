@@ -18,7 +18,16 @@ import requests
 
 from serving.archive import build
 from serving.client import ServingClient
-from serving.server import ROOT, free_ports, server_pid, start, stop, wait_until_ready, write_properties
+from serving.server import (
+    ROOT,
+    free_ports,
+    loopback_properties,
+    server_pid,
+    start,
+    stop,
+    wait_until_ready,
+    write_properties,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,16 +76,7 @@ def start_torchserve(
     store.mkdir(exist_ok=True)
     if mar.parent != store:
         shutil.copy2(mar, store / "sentiment.mar")
-    inference, management, metrics, grpc_inference, grpc_management = free_ports(5)
-    props = {
-        "inference_address": f"http://127.0.0.1:{inference}",
-        "management_address": f"http://127.0.0.1:{management}",
-        "metrics_address": f"http://127.0.0.1:{metrics}",
-        "grpc_inference_port": str(grpc_inference),
-        "grpc_management_port": str(grpc_management),
-        "model_store": str(store),
-        **(overrides or {}),
-    }
+    props = {**loopback_properties(store), **(overrides or {})}
     if register is not None:
         props["load_models"] = ""
     config = write_properties(ROOT / "config.properties", props, workdir / "config.properties")

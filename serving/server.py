@@ -76,6 +76,19 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
+def loopback_properties(model_store: Path) -> dict[str, str]:
+    """config.properties overrides for an extra instance: every port free on 127.0.0.1, its own model store."""
+    inference, management, metrics, grpc_inference, grpc_management = free_ports(5)
+    return {
+        "inference_address": f"http://127.0.0.1:{inference}",
+        "management_address": f"http://127.0.0.1:{management}",
+        "metrics_address": f"http://127.0.0.1:{metrics}",
+        "grpc_inference_port": str(grpc_inference),
+        "grpc_management_port": str(grpc_management),
+        "model_store": str(model_store),
+    }
+
+
 def _env(workdir: Path) -> dict[str, str]:
     tmp = workdir / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)

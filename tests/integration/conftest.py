@@ -11,7 +11,7 @@ import pytest
 
 from serving.archive import build
 from serving.client import ServingClient
-from serving.server import free_ports, start, stop, wait_until_ready, write_properties
+from serving.server import loopback_properties, start, stop, wait_until_ready, write_properties
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -80,16 +80,7 @@ def launch(
     if model_config is not None:
         mar_path = archive_with(workdir / "archive", model_config)
     shutil.copy2(mar_path, store / "sentiment.mar")
-    inference, management, metrics, grpc_inference, grpc_management = free_ports(5)
-    props = {
-        "inference_address": f"http://127.0.0.1:{inference}",
-        "management_address": f"http://127.0.0.1:{management}",
-        "metrics_address": f"http://127.0.0.1:{metrics}",
-        "grpc_inference_port": str(grpc_inference),
-        "grpc_management_port": str(grpc_management),
-        "model_store": str(store),
-        **(overrides or {}),
-    }
+    props = {**loopback_properties(store), **(overrides or {})}
     config = write_properties(ROOT / "config.properties", props, workdir / "config.properties")
     client = ServingClient(props["inference_address"], props["management_address"], workdir / "key_file.json")
     start(config, workdir)
