@@ -98,7 +98,6 @@ def _env(workdir: Path) -> dict[str, str]:
         "TEMP": str(tmp),
         "LOG_LOCATION": str(workdir / "logs"),
         "METRICS_LOCATION": str(workdir / "logs"),
-        "TS_DECODE_INPUT_REQUEST": "false",  # the handler decodes bodies itself: one decoder, its own errors
     }
 
 
