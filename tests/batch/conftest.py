@@ -10,6 +10,7 @@ import pytest
 
 from batch.session import spark_session
 from batch.settings import SparkSettings
+from tests.integration.conftest import server  # noqa: F401 - the real TorchServe the parity test compares with
 
 
 @pytest.fixture(scope="session")
@@ -36,15 +37,3 @@ def read_output(spark, output: Path, key: str = "id") -> dict:
     for row in spark.read.parquet(str(output / "predictions.parquet")).collect():
         out.setdefault(row[key], []).append(row.asDict())
     return out
-
-
-@pytest.fixture(scope="module")
-def server(mar_path, tmp_path_factory):
-    """A real TorchServe serving the same archive, started as the integration tests start it."""
-    from serving.server import stop
-    from tests.integration.conftest import launch
-
-    workdir = tmp_path_factory.mktemp("torchserve-batch")
-    srv = launch(workdir, mar_path)
-    yield srv
-    stop(workdir)
