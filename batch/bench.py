@@ -4,8 +4,9 @@
 
 Measures, in one run: the ceiling (batch.scoring.score_values on one core, one torch thread and no tokenizer
 thread pool, in a fresh process, times the number of cores; and as many such processes at once as cores),
-Spark's start-up time, the job's rows/s end to end (read, score, write) and the peak memory of the whole
-process tree (driver, JVM, Python workers).
+Spark's start-up time, the job's rows/s end to end (read, score, write), where its time went (from Spark's
+event log: the time before the scoring stage, each slot's first task, the steady rate of the later tasks) and
+the peak memory of the whole process tree (driver, JVM, Python workers).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import logging
 import os
 import platform
 import shutil
+import statistics
 import tempfile
 import threading
 import time
@@ -86,6 +88,36 @@ def _children(root: int) -> list[int]:
     return found
 
 
+def scoring_stage(event_log: Path, slots: int) -> dict:
+    """Where the job's time went, from Spark's event log: the scoring stage (the one with the most task time),
+    the first task on each slot (which pays for the worker's imports and the model load) and the later ones."""
+    tasks: dict[int, list[dict]] = {}
+    stage_start: dict[int, int] = {}
+    first_event = None
+    for line in next(event_log.iterdir()).read_text().splitlines():
+        event = json.loads(line)
+        if event["Event"] == "SparkListenerJobStart" and first_event is None:
+            first_event = event["Submission Time"]
+        elif event["Event"] == "SparkListenerStageSubmitted":
+            stage_start[event["Stage Info"]["Stage ID"]] = event["Stage Info"]["Submission Time"]
+        elif event["Event"] == "SparkListenerTaskEnd":
+            info, metrics = event["Task Info"], event["Task Metrics"]
+            rows = metrics["Shuffle Read Metrics"]["Total Records Read"] or metrics["Input Metrics"]["Records Read"]
+            duration = (info["Finish Time"] - info["Launch Time"]) / 1000
+            tasks.setdefault(event["Stage ID"], []).append({"launch": info["Launch Time"], "s": duration, "rows": rows})
+    stage = max(tasks, key=lambda sid: sum(t["s"] for t in tasks[sid]))
+    ordered = sorted(tasks[stage], key=lambda t: t["launch"])
+    first, later = ordered[:slots], ordered[slots:]
+    steady = sum(t["rows"] for t in later) / sum(t["s"] for t in later) if later else 0.0
+    return {
+        "before_scoring_stage_seconds": round((stage_start[stage] - first_event) / 1000, 2),
+        "scoring_stage_tasks": len(ordered),
+        "first_task_per_slot_seconds": [round(t["s"], 2) for t in first],
+        "later_task_seconds_median": round(statistics.median(t["s"] for t in later), 2) if later else None,
+        "steady_rows_per_second_per_slot": round(steady, 1),
+    }
+
+
 class PeakMemory:
     """Samples the summed RSS of this process and all its descendants (JVM, Python workers)."""
 
@@ -134,7 +166,11 @@ def main(argv: list[str] | None = None) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-batch-"))
     try:
         with PeakMemory() as memory:
-            spark, startup = spark_session(SparkSettings(master=f"local[{cores}]"))
+            events = workdir / "events"
+            events.mkdir()
+            log_conf = {"spark.eventLog.enabled": "true", "spark.eventLog.dir": events.as_uri()}
+            log_conf |= {"spark.eventLog.compress": "false", "spark.eventLog.rolling.enabled": "false"}
+            spark, startup = spark_session(SparkSettings(master=f"local[{cores}]", conf=log_conf))
             try:
                 summary = run(
                     spark,
@@ -142,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
                 )
             finally:
                 spark.stop()
+        breakdown = scoring_stage(events, cores)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -162,6 +199,8 @@ def main(argv: list[str] | None = None) -> None:
         "job_rows_per_second": summary.rows_per_second,
         "ratio_to_ceiling": round(summary.rows_per_second / (per_core * cores), 3),
         "ratio_to_processes_at_once": round(summary.rows_per_second / joint, 3),
+        **breakdown,
+        "steady_ratio_to_ceiling_per_core": round(breakdown["steady_rows_per_second_per_slot"] / per_core, 3),
         "spark_startup_seconds": round(startup, 2),
         "peak_rss_mb": round(memory.peak_kb / 1024, 1),
         "peak_processes": memory.processes,

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
@@ -27,9 +30,33 @@ SUMMARY = "summary.json"
 def predictions(spark: SparkSession, settings: JobSettings) -> tuple[DataFrame, callable]:
     """The scored frame (key column, then COLUMNS), lazily; and a function that releases cached input."""
     source = read_source(spark, settings)
-    udf = sentiment_udf(ship(spark, settings.mar), decode_json=source.decode_json, batch_size=settings.batch_size)
+    udf = sentiment_udf(ship(spark, settings.mar), encoding=source.encoding, batch_size=settings.batch_size)
     scored = source.frame.select(F.col(source.key), udf(F.col(TEXT)).alias("p"))
     return scored.select(source.key, *(F.col(f"p.{name}").alias(name) for name in COLUMNS)), source.release
+
+
+@contextmanager
+def warming(spark: SparkSession, mar_name: str) -> Iterator[None]:
+    """Load the archive in one Python worker while the JVM samples and spreads the input on the other cores.
+
+    Spark reuses Python workers across jobs, so the scoring stage starts with one worker that has already
+    imported torch and transformers and loaded the model (seconds of work), instead of all of them at once.
+    A failure here is left to the scoring stage, which reports it with its cause.
+    """
+
+    def warm_up() -> None:
+        one = spark.range(0, 1, 1, numPartitions=1).select(F.lit("warm-up").alias("text"))  # no Python to make it
+        try:
+            one.select(sentiment_udf(mar_name)("text")).collect()
+        except Exception as err:  # noqa: BLE001 - see above
+            logger.info("warm-up failed (%s); the scoring stage reports why", type(err).__name__)
+
+    thread = threading.Thread(target=warm_up, name="batch-warm-up", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
 
 
 def run(spark: SparkSession, settings: JobSettings) -> Summary:
@@ -47,7 +74,7 @@ def run(spark: SparkSession, settings: JobSettings) -> Summary:
         settings.mar,
     )
     started = time.perf_counter()
-    with Progress(spark.sparkContext), staged(settings.output) as staging:
+    with Progress(spark.sparkContext), staged(settings.output) as staging, warming(spark, ship(spark, settings.mar)):
         frame, release = predictions(spark, settings)
         try:
             frame.write.parquet(str(staging / PARQUET))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,32 +27,46 @@ COLUMNS = (
 )
 
 
-def decoded(value: object, decode_json: bool) -> object:
-    """A text value as the handler would see it: JSON-encoded values (from JSONL input) are decoded first."""
-    if not decode_json or not isinstance(value, str):
+@dataclass(frozen=True)
+class Encoding:
+    """How the values handed to the scoring function hold the review text."""
+
+    json: bool = False  # JSON-encoded: a number stays a number, to be refused as online
+    field: str | None = None  # with json: each value is a JSON object (a JSONL line) and the text is this field
+
+
+PLAIN = Encoding()  # the values are the texts
+
+
+def decoded(value: object, encoding: Encoding = PLAIN) -> object:
+    """A text value as the handler would see it: JSON-encoded values (JSONL lines among them) are decoded first."""
+    if not encoding.json or not isinstance(value, str):
         return value
     try:
-        return json.loads(value)
+        value = json.loads(value)
     except ValueError:
         raise BadRequest("invalid_json", "the text field is not valid JSON") from None
+    if encoding.field is None:
+        return value
+    return value.get(encoding.field) if isinstance(value, dict) else None
 
 
-def checked(values: Sequence[object], limits: Limits, decode_json: bool = False) -> list[str | ServingError]:
+def checked(values: Sequence[object], limits: Limits, encoding: Encoding = PLAIN) -> list[str | ServingError]:
     """Each value as a valid review text, or the ServingError the online handler would answer with."""
     out: list[str | ServingError] = []
     for value in values:
         try:
-            out.append(check_text(decoded(_plain(value), decode_json), limits))
+            out.append(check_text(decoded(_plain(value), encoding), limits))
         except ServingError as err:
             out.append(err)
     return out
 
 
 def score_values(
-    scorer: Scorer, values: Sequence[object], limits: Limits, decode_json: bool = False
+    scorer: Scorer, values: Sequence[object], limits: Limits, encoding: Encoding = PLAIN
 ) -> dict[str, np.ndarray]:
     """One row per value, in order: probability, logit, label, version, or an error code and message."""
-    items = checked(values, limits, decode_json)
+    items = checked(values, limits, encoding)
     texts = [item for item in items if isinstance(item, str)]
     logits = iter(score(scorer, texts))
     n = len(items)

@@ -1,8 +1,10 @@
 """Input readers: JSONL (gzipped too), CSV and Parquet -> one frame of (key, text value), spread over the cores.
 
 The text column reaches the scoring function as the handler would see it: a string column as it is; any other
-value JSON-encoded (JSONL is read as VARIANT so that `{"text": 42}` stays a number, not the string "42") and
-decoded in Python, so that a number, an array or an object is refused as `invalid_text`, as online.
+value JSON-encoded and decoded in Python, so that a number, an array or an object is refused as `invalid_text`,
+as online. A JSONL line goes to Python whole, where `json.loads` reads its text field (so `{"text": 42}` stays a
+number, not the string "42"); the JVM reads only the key, with a one-field schema that skips over the text
+instead of building it as a string twice (parsing and re-encoding whole reviews was most of the JVM's work).
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import MapType, StringType, StructType
 
+from batch.scoring import PLAIN, Encoding
 from batch.settings import JobSettings
 
 logger = logging.getLogger(__name__)
 TEXT = "_text"  # the text value column handed to the UDF
-_ROW = "_row"
 KEY_SAMPLE = 10_000  # JSONL lines read to find the keys' type
 _KEY_TYPES = re.compile(r"^(STRING|BIGINT|INT|SMALLINT|TINYINT|DOUBLE|FLOAT|BOOLEAN|DATE|TIMESTAMP)$")
 
@@ -28,7 +30,7 @@ _KEY_TYPES = re.compile(r"^(STRING|BIGINT|INT|SMALLINT|TINYINT|DOUBLE|FLOAT|BOOL
 class Source:
     frame: DataFrame  # columns: the key column (its own name and type) and TEXT
     key: str
-    decode_json: bool  # TEXT holds JSON-encoded values
+    encoding: Encoding  # how TEXT holds the review text
 
     def release(self) -> None:
         self.frame.unpersist()  # nothing is cached today; kept so that callers need not know
@@ -41,8 +43,8 @@ def read_source(spark: SparkSession, settings: JobSettings) -> Source:
         return _spread(_jsonl(spark, path, settings), settings, spark)
     frame = _csv(spark, path) if fmt == "csv" else spark.read.parquet(path)
     _require_columns(frame, settings)
-    text, decode_json = _text_value(frame, settings.text_column)
-    source = Source(frame.select(F.col(settings.key_column), text.alias(TEXT)), settings.key_column, decode_json)
+    text, encoding = _text_value(frame, settings.text_column)
+    source = Source(frame.select(F.col(settings.key_column), text.alias(TEXT)), settings.key_column, encoding)
     return _spread(source, settings, spark)
 
 
@@ -53,27 +55,18 @@ def _csv(spark: SparkSession, path: str) -> DataFrame:
 
 def _jsonl(spark: SparkSession, path: str, settings: JobSettings) -> Source:
     lines = spark.read.text(path).where(F.trim("value") != "")
-    key_path, text_path = _json_path(settings.key_column), _json_path(settings.text_column)
-    key_type = _json_key_type(lines.limit(KEY_SAMPLE), key_path)
+    key_type = _json_key_type(lines.limit(KEY_SAMPLE), _json_path(settings.key_column))
     if key_type is None:
         raise ValueError(
             f"none of the first {KEY_SAMPLE} lines of {settings.input} has the key field {settings.key_column!r} "
             "(--key-column)"
         )
     lines = _repartitioned(lines, settings, spark)  # parsing then runs on every core, not in the reading task
-    parsed = lines.select(F.expr("try_parse_json(value)").alias(_ROW), "value")  # parsed once per line
-    if key_type == "string":
-        key = F.variant_get(F.col(_ROW), key_path, key_type)  # any JSON value has a string form
-    else:  # a later key that does not fit the sampled type is null: counted as a row without key
-        key = F.try_variant_get(F.col(_ROW), key_path, key_type)
-    frame = parsed.select(
-        key.alias(settings.key_column),
-        # a malformed line keeps its raw text, which fails json.loads in the UDF: an `invalid_json` error row
-        F.when(F.col(_ROW).isNull(), F.col("value"))
-        .otherwise(F.to_json(F.variant_get(F.col(_ROW), text_path, "variant")))
-        .alias(TEXT),
-    )
-    return Source(frame, settings.key_column, decode_json=True)
+    # a key that does not fit the sampled type, or a malformed line, gives a null key: a row without key
+    key_schema = f"`{settings.key_column}` {key_type}"
+    key = F.from_json("value", key_schema)[settings.key_column]
+    frame = lines.select(key.alias(settings.key_column), F.col("value").alias(TEXT))
+    return Source(frame, settings.key_column, Encoding(json=True, field=settings.text_column))
 
 
 def _json_key_type(sample: DataFrame, key_path: str) -> str | None:
@@ -88,7 +81,7 @@ def _json_key_type(sample: DataFrame, key_path: str) -> str | None:
 
 
 def _json_path(field: str) -> str:
-    if not field or '"' in field or "'" in field:
+    if not field or any(c in field for c in "\"'`"):
         raise ValueError(f"unsupported JSON field name {field!r}")
     return f'$["{field}"]'
 
@@ -99,14 +92,14 @@ def _require_columns(frame: DataFrame, settings: JobSettings) -> None:
         raise ValueError(f"{settings.input} has no column {missing} (it has {frame.columns}): see --key/--text-column")
 
 
-def _text_value(frame: DataFrame, name: str) -> tuple[Column, bool]:
-    """(column handed to the UDF, whether it is JSON-encoded) for a text column of any type."""
+def _text_value(frame: DataFrame, name: str) -> tuple[Column, Encoding]:
+    """(column handed to the UDF, how it holds the text) for a text column of any type."""
     dtype = frame.schema[name].dataType
     if isinstance(dtype, StringType):
-        return F.col(name), False
+        return F.col(name), PLAIN
     if isinstance(dtype, (StructType, MapType)):
-        return F.to_json(F.col(name)), True
-    return F.to_json(F.col(name).cast("variant")), True
+        return F.to_json(F.col(name)), Encoding(json=True)
+    return F.to_json(F.col(name).cast("variant")), Encoding(json=True)
 
 
 def _repartitioned(frame: DataFrame, settings: JobSettings, spark: SparkSession) -> DataFrame:
@@ -122,4 +115,4 @@ def _repartitioned(frame: DataFrame, settings: JobSettings, spark: SparkSession)
 def _spread(source: Source, settings: JobSettings, spark: SparkSession) -> Source:
     if settings.format == "jsonl":
         return source  # spread before parsing
-    return Source(_repartitioned(source.frame, settings, spark), source.key, source.decode_json)
+    return Source(_repartitioned(source.frame, settings, spark), source.key, source.encoding)

@@ -10,6 +10,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
 from batch import mar as mar_files
+from batch.scoring import PLAIN, Encoding
 
 RESULT_TYPE = StructType(
     [
@@ -37,7 +38,7 @@ def ship(spark: SparkSession, mar: Path) -> str:
     return mar.name
 
 
-def make_predict_fn(mar_name: str, decode_json: bool):
+def make_predict_fn(mar_name: str, encoding: Encoding):
     """Runs once per Python worker (predict_batch_udf caches the result): unpack and load the archive."""
 
     def make():
@@ -49,16 +50,16 @@ def make_predict_fn(mar_name: str, decode_json: bool):
         scorer, limits = load(Path(SparkFiles.get(mar_name)))
 
         def predict(texts):
-            return score_values(scorer, texts, limits, decode_json)
+            return score_values(scorer, texts, limits, encoding)
 
         return predict
 
     return make
 
 
-def sentiment_udf(mar_name: str, decode_json: bool = False, batch_size: int = 256):
-    """A column function: text -> struct of RESULT_TYPE. `decode_json` for JSON-encoded values (JSONL input)."""
-    return predict_batch_udf(make_predict_fn(mar_name, decode_json), return_type=RESULT_TYPE, batch_size=batch_size)
+def sentiment_udf(mar_name: str, encoding: Encoding = PLAIN, batch_size: int = 256):
+    """A column function: text value -> struct of RESULT_TYPE; `encoding` says how the values hold the text."""
+    return predict_batch_udf(make_predict_fn(mar_name, encoding), return_type=RESULT_TYPE, batch_size=batch_size)
 
 
 def register_sql_function(spark: SparkSession, mar: Path, name: str = "sentiment", batch_size: int = 256) -> None:

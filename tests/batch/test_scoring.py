@@ -11,7 +11,7 @@ import pytest
 
 from batch import mar as mar_files
 from batch.output import staged, stale_siblings
-from batch.scoring import COLUMNS, score_values
+from batch.scoring import COLUMNS, Encoding, score_values
 from batch.settings import JobSettings, format_of
 from handler.codec import decode, respond
 from model.infer import score
@@ -63,7 +63,7 @@ def test_scores_equal_the_handlers_own_path(loaded):
 def test_json_encoded_values_are_decoded_as_the_handler_decodes_json(loaded):
     scorer, limits = loaded
     values = [json.dumps(BOOK_REVIEWS["positive"]), "42", "null", "{not json", None, json.dumps({"a": 1}), np.int64(3)]
-    columns = score_values(scorer, values, limits, decode_json=True)
+    columns = score_values(scorer, values, limits, Encoding(json=True))
     assert list(columns["error"]) == [
         None,
         "invalid_text",
@@ -138,3 +138,18 @@ def test_unknown_format_and_bad_settings_are_refused():
         format_of(Path("reviews.txt"))
     with pytest.raises(ValueError):
         JobSettings(input=Path("a.csv"), output=Path("o"), input_format="xml")
+
+
+def test_jsonl_lines_yield_their_text_field(loaded):
+    scorer, limits = loaded
+    lines = [
+        json.dumps({"id": 1, "text": BOOK_REVIEWS["positive"]}),
+        json.dumps({"id": 2, "text": 42}),
+        json.dumps({"id": 3}),
+        json.dumps(["not", "an", "object"]),
+        '{"id": 4, "text": "cut',
+    ]
+    columns = score_values(scorer, lines, limits, Encoding(json=True, field="text"))
+    assert list(columns["error"]) == [None, "invalid_text", "missing_text", "missing_text", "invalid_json"]
+    expected = score_values(scorer, [BOOK_REVIEWS["positive"]], limits)["positive_review_probability"][0]
+    assert columns["positive_review_probability"][0] == expected
