@@ -80,11 +80,15 @@ INPUT ?=
 OUTPUT ?=
 BATCH_ARGS ?=
 
-batch: $(VENV)/.dev-installed java $(MAR) ## score a dataset on Spark: make batch INPUT=reviews.jsonl.gz OUTPUT=out/ [BATCH_ARGS=...]
+$(VENV)/.spark-classes: $(VENV)/.dev-installed | $(MAR) # the local JVM's class-data-sharing archive (batch/cds.py)
+	$(PY) -m batch.cds --mar $(MAR)
+	@touch $@
+
+batch: $(VENV)/.dev-installed java $(MAR) $(VENV)/.spark-classes ## score a dataset on Spark: make batch INPUT=reviews.jsonl.gz OUTPUT=out/ [BATCH_ARGS=...]
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make batch INPUT=<jsonl[.gz]|csv|parquet> OUTPUT=<dir> [BATCH_ARGS='--key-column id --jsonl']"; exit 2; }
 	$(PY) -m batch --input $(INPUT) --output $(OUTPUT) --mar $(MAR) $(BATCH_ARGS)
 
-bench-batch: $(VENV)/.dev-installed java $(MAR) ## Spark batch job on 50,000 reviews vs the in-process ceiling -> bench/results/batch.json
+bench-batch: $(VENV)/.dev-installed java $(MAR) $(VENV)/.spark-classes ## Spark batch job on 50,000 reviews vs the in-process ceiling -> bench/results/batch.json
 	$(PY) -m batch.bench --data $(DATA_DIR)/imdb/unsup.jsonl.gz --mar $(MAR)
 
 clean: ## remove the archive, logs and caches (keeps .venv and the trained artifacts)

@@ -9,6 +9,7 @@ import time
 
 from pyspark.sql import SparkSession
 
+from batch import cds
 from batch.settings import SparkSettings
 
 logger = logging.getLogger(__name__)
@@ -22,12 +23,14 @@ DEFAULTS = {
     "spark.sql.shuffle.partitions": "8",
     "spark.executorEnv.OMP_NUM_THREADS": "1",
 }
-LOCAL = {
-    # In local mode the driver's JVM is the executor, on the same cores as the Python workers, and its work per
-    # review is small: C2, the optimizing JIT compiler, cost ~10 core-seconds a run that the scoring needed
-    # (50,000 reviews on 2 cores: job 34 -> 27 s with C1 alone; `make bench-batch`).
-    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1",
-}
+# In local mode the driver's JVM is the executor, on the same cores as the Python workers, and its work per review
+# is small: C2, the optimizing JIT compiler, cost ~10 core-seconds a run that the scoring needed (50,000 reviews on
+# 2 cores: job 34 -> 27 s with C1 alone). Spark's classes come from a class-data-sharing archive once made.
+LOCAL_JVM = "-XX:TieredStopAtLevel=1"
+
+
+def local_conf() -> dict[str, str]:
+    return {"spark.driver.extraJavaOptions": f"{LOCAL_JVM} {cds.java_options()}".strip()}
 
 
 def spark_session(settings: SparkSettings) -> tuple[SparkSession, float]:
@@ -37,7 +40,7 @@ def spark_session(settings: SparkSettings) -> tuple[SparkSession, float]:
     the addresses come from spark-submit's own settings.
     """
     local = settings.master is not None and settings.master.startswith("local")
-    conf = {**DEFAULTS, **(LOCAL if local else {}), **settings.conf}
+    conf = {**DEFAULTS, **(local_conf() if local else {}), **settings.conf}
     if settings.master is not None and is_loopback(settings.master):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         conf = {**LOOPBACK, **conf}
