@@ -149,6 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "batch.json")
     parser.add_argument("--ceiling-rows", type=int, default=10_000)
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--partitions", type=int, default=0, help="scoring tasks (0: the job's default)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -174,7 +175,13 @@ def main(argv: list[str] | None = None) -> None:
             try:
                 summary = run(
                     spark,
-                    JobSettings(input=args.data, output=workdir / "out", mar=args.mar, batch_size=args.batch_size),
+                    JobSettings(
+                        input=args.data,
+                        output=workdir / "out",
+                        mar=args.mar,
+                        batch_size=args.batch_size,
+                        partitions=args.partitions,
+                    ),
                 )
             finally:
                 spark.stop()
