@@ -181,3 +181,21 @@ def test_a_missing_key_column_fails_before_anything_is_written(spark, mar_path, 
     with pytest.raises(ValueError, match="the key field 'id'"):
         run(spark, JobSettings(input=data, output=tmp_path / "out", mar=mar_path))
     assert not (tmp_path / "out").exists() and not stale_siblings(tmp_path / "out")
+
+
+def test_local_workers_fork_from_the_preloading_daemon_with_pyspark_from_the_environment(spark):
+    from pyspark.sql.functions import udf
+
+    @udf("string")
+    def origin(_):
+        import os
+
+        import pyspark
+
+        with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+            parent = f.read().replace(b"\0", b" ").decode()
+        return f"{parent}|{pyspark.__file__}"
+
+    parent, pyspark_file = spark.range(1).select(origin("id")).first()[0].split("|")
+    assert "sentiment_daemon" in parent
+    assert ".zip" not in pyspark_file  # compiled once, from the installed package
