@@ -4,7 +4,7 @@ The text column reaches the scoring function as the handler would see it: a stri
 value JSON-encoded and decoded in Python, so that a number, an array or an object is refused as `invalid_text`,
 as online. A JSONL line goes to Python whole, where `json.loads` reads its text field (so `{"text": 42}` stays a
 number, not the string "42"); the JVM reads only the key, with a one-field schema that skips over the text
-instead of building it as a string twice (parsing and re-encoding whole reviews was most of the JVM's work).
+instead of building it as a Java string and encoding it back to JSON.
 """
 
 from __future__ import annotations
