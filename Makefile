@@ -80,7 +80,7 @@ INPUT ?=
 OUTPUT ?=
 BATCH_ARGS ?=
 
-$(VENV)/.spark-classes: $(VENV)/.dev-installed | $(MAR) # the local JVM's class-data-sharing archive (batch/cds.py)
+$(VENV)/.spark-classes: $(VENV)/.dev-installed $(wildcard batch/*.py) | $(MAR) # the local JVM's class-data-sharing archive (batch/cds.py): the classes a run of the job loads
 	$(PY) -m batch.cds --mar $(MAR)
 	@touch $@
 

@@ -1,4 +1,4 @@
-"""The batch job: read -> score with the archive (predict_batch_udf) -> write atomically -> summarize."""
+"""The batch job: read -> score with the archive (batch.udf.scored) -> write atomically -> summarize."""
 
 from __future__ import annotations
 
@@ -11,15 +11,16 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StringType
 
 from batch import mar as mar_files
 from batch.output import staged
 from batch.progress import Progress
-from batch.scoring import COLUMNS
+from batch.scoring import Layout
 from batch.settings import JobSettings
-from batch.sources import TEXT, read_source
+from batch.sources import read_source
 from batch.summary import Summary, summarize
-from batch.udf import sentiment_udf, ship
+from batch.udf import scored, ship
 
 logger = logging.getLogger(__name__)
 PARQUET = "predictions.parquet"
@@ -27,27 +28,26 @@ JSONL = "predictions.jsonl"
 SUMMARY = "summary.json"
 
 
-def predictions(spark: SparkSession, settings: JobSettings) -> tuple[DataFrame, callable]:
-    """The scored frame (key column, then COLUMNS), lazily; and a function that releases cached input."""
+def predictions(spark: SparkSession, settings: JobSettings) -> DataFrame:
+    """The scored frame (key column, then COLUMNS), lazily."""
     source = read_source(spark, settings)
-    udf = sentiment_udf(ship(spark, settings.mar), encoding=source.encoding, batch_size=settings.batch_size)
-    scored = source.frame.select(F.col(source.key), udf(F.col(TEXT)).alias("p"))
-    return scored.select(source.key, *(F.col(f"p.{name}").alias(name) for name in COLUMNS)), source.release
+    return scored(source.frame, ship(spark, settings.mar), source.layout, source.key_type, settings.batch_size)
 
 
 @contextmanager
 def warming(spark: SparkSession, mar_name: str) -> Iterator[None]:
     """Load the archive in one Python worker while the JVM samples and spreads the input on the other cores.
 
-    Spark reuses Python workers across jobs, so the scoring stage starts with one worker that has already
-    imported torch and transformers and loaded the model (seconds of work), instead of all of them at once.
-    A failure here is left to the scoring stage, which reports it with its cause.
+    The first Python task starts Spark's Python daemon, which imports torch and transformers (seconds of work)
+    before it forks the workers; Spark reuses them across jobs. Started first, this overlaps with the driver
+    reading the input, and the scoring stage starts with a loaded worker. A failure here is left to the scoring
+    stage, which reports it with its cause.
     """
 
     def warm_up() -> None:
-        one = spark.range(0, 1, 1, numPartitions=1).select(F.lit("warm-up").alias("text"))  # no Python to make it
+        line = spark.range(0, 1, 1, numPartitions=1).select(F.lit("{}").alias("value"))  # no Python to make it
         try:
-            one.select(sentiment_udf(mar_name)("text")).collect()
+            scored(line, mar_name, Layout("key", "string", text_field="text"), StringType()).collect()
         except Exception as err:  # noqa: BLE001 - see above
             logger.info("warm-up failed (%s); the scoring stage reports why", type(err).__name__)
 
@@ -74,17 +74,12 @@ def run(spark: SparkSession, settings: JobSettings) -> Summary:
         settings.mar,
     )
     started = time.perf_counter()
-    with Progress(spark.sparkContext), staged(settings.output) as staging, warming(spark, ship(spark, settings.mar)):
-        frame, release = predictions(spark, settings)
-        try:
-            frame.write.parquet(str(staging / PARQUET))
-        finally:
-            release()
-        written = spark.read.parquet(str(staging / PARQUET))
-        if settings.jsonl:
-            written.write.json(str(staging / JSONL), ignoreNullFields=False)
-        seconds = time.perf_counter() - started
-        summary = summarize(written, settings.key_column, version, seconds)
+    with warming(spark, ship(spark, settings.mar)), Progress(spark.sparkContext), staged(settings.output) as staging:
+        predictions(spark, settings).write.parquet(str(staging / PARQUET))
+        if settings.jsonl:  # the same rows, read back rather than scored twice
+            spark.read.parquet(str(staging / PARQUET)).write.json(str(staging / JSONL), ignoreNullFields=False)
+        seconds = time.perf_counter() - started  # read, score, write: the summary reads the output afterwards
+        summary = summarize(spark.read.parquet(str(staging / PARQUET)), settings.key_column, version, seconds)
         (staging / SUMMARY).write_text(summary.to_json())
     logger.info("wrote %s: %s", settings.output, summary.line())
     return summary

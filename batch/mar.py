@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import shutil
 import tempfile
 import zipfile
@@ -47,6 +48,7 @@ def load(mar: Path):
         from model.infer import load_scorer
 
         torch.set_num_threads(1)  # one Spark task per core: threads would only fight over it
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"  # nor should the tokenizer's own thread pool
         config_path = directory / MODEL_CONFIG
         model_yaml = yaml.safe_load(config_path.read_text()) if config_path.exists() else None
         limits, _ = handler_settings(model_yaml)  # the deployed handler's limits; its thread count is per server

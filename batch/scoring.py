@@ -3,6 +3,8 @@
 validation: handler.codec.check_text (with the archive's limits); scoring: model.infer.score (one tokenizer
 call and one forward pass per batch); the prediction object: handler.codec.prediction. Nothing is re-implemented
 here: a row that the online server would refuse gets the same error code here, in its `error` column.
+`score_batch` is the job's scoring function on Arrow record batches (key in, key out); `score_values` the
+column function's (the SQL `sentiment(text)`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 
+from batch.keys import typed_key
 from handler.codec import Limits, check_text, prediction
 from handler.errors import BadRequest, ServingError
 from model.infer import Scorer, score
@@ -25,6 +29,8 @@ COLUMNS = (
     "error",
     "error_message",
 )
+NUMBERS = COLUMNS[:2]  # doubles; the other columns are strings
+_ARROW_KEYS = {"bigint": pa.int64(), "double": pa.float64(), "boolean": pa.bool_(), "string": pa.string()}
 
 
 @dataclass(frozen=True)
@@ -32,29 +38,53 @@ class Encoding:
     """How the values handed to the scoring function hold the review text."""
 
     json: bool = False  # JSON-encoded: a number stays a number, to be refused as online
-    field: str | None = None  # with json: each value is a JSON object (a JSONL line) and the text is this field
 
 
 PLAIN = Encoding()  # the values are the texts
 
 
+@dataclass(frozen=True)
+class Layout:
+    """The rows handed to `score_batch`: a key column and a text value column, or one JSONL line each."""
+
+    key: str  # the key column's name; for JSONL, the key field of each line
+    key_type: str  # the key's Spark SQL type; for JSONL bigint, double, boolean or string (batch.keys)
+    encoding: Encoding = PLAIN  # how the text value column holds the review text
+    text_field: str | None = None  # JSONL: each row is a line whose key and text fields are read here
+
+    @property
+    def lines(self) -> bool:
+        return self.text_field is not None
+
+
 def decoded(value: object, encoding: Encoding = PLAIN) -> object:
-    """A text value as the handler would see it: JSON-encoded values (JSONL lines among them) are decoded first."""
+    """A text value as the handler would see it: a JSON-encoded value is decoded first."""
     if not encoding.json or not isinstance(value, str):
         return value
     try:
-        value = json.loads(value)
+        return json.loads(value)
     except ValueError:
         raise BadRequest("invalid_json", "the text field is not valid JSON") from None
-    if encoding.field is None:
-        return value
-    return value.get(encoding.field) if isinstance(value, dict) else None
+
+
+def json_line(line: str, key_field: str, text_field: str) -> tuple[object, object]:
+    """(key, text value) of one JSONL line; a line that is not JSON has no key, and its text value is the error."""
+    try:
+        record = decoded(line, Encoding(json=True))
+    except ServingError as err:
+        return None, err
+    if not isinstance(record, dict):
+        return None, None
+    return record.get(key_field), record.get(text_field)
 
 
 def checked(values: Sequence[object], limits: Limits, encoding: Encoding = PLAIN) -> list[str | ServingError]:
     """Each value as a valid review text, or the ServingError the online handler would answer with."""
     out: list[str | ServingError] = []
     for value in values:
+        if isinstance(value, ServingError):  # already refused (a JSONL line that is not JSON)
+            out.append(value)
+            continue
         try:
             out.append(check_text(decoded(_plain(value), encoding), limits))
         except ServingError as err:
@@ -86,6 +116,27 @@ def score_values(
         for name in ("positive_review_probability", "positive_review_logits", "label", "model_version"):
             columns[name][row] = pred[name]
     return columns
+
+
+def score_batch(
+    scorer: Scorer, limits: Limits, batch: pa.RecordBatch, layout: Layout, batch_size: int
+) -> pa.RecordBatch:
+    """An Arrow record batch of input rows -> one of output rows (the key, then COLUMNS), in the same order.
+
+    Input columns: (key, text value), or for JSONL the lines alone. Scored `batch_size` rows per forward pass."""
+    if layout.lines:
+        pairs = [json_line(line, layout.key, layout.text_field) for line in batch.column(0).to_pylist()]
+        keys = pa.array([typed_key(key, layout.key_type) for key, _ in pairs], _ARROW_KEYS[layout.key_type])
+        values = [value for _, value in pairs]
+    else:
+        keys, values = batch.column(0), batch.column(1).to_pylist()
+    starts = range(0, len(values), batch_size)
+    parts = [score_values(scorer, values[i : i + batch_size], limits, layout.encoding) for i in starts]
+    arrays = [keys]
+    for name in COLUMNS:
+        column = np.concatenate([part[name] for part in parts]) if parts else np.array([], dtype=object)
+        arrays.append(pa.array(column, pa.float64() if name in NUMBERS else pa.string(), from_pandas=True))
+    return pa.RecordBatch.from_arrays(arrays, names=[layout.key, *COLUMNS])
 
 
 def _plain(value: object) -> object:

@@ -23,6 +23,9 @@ DEFAULTS = {
     "spark.sql.execution.arrow.maxRecordsPerBatch": "2048",
     "spark.sql.shuffle.partitions": "8",
     "spark.executorEnv.OMP_NUM_THREADS": "1",
+    # Python puts the directory a worker starts in first on its path; started from this repo, the workers would
+    # import the working tree's code instead of the archive's (SparkContext.addPyFile puts that zip second)
+    "spark.executorEnv.PYTHONSAFEPATH": "1",
 }
 # In local mode the driver's JVM is the executor, on the same cores as the Python workers, and its work per review
 # is small: C2, the optimizing JIT compiler, cost ~10 core-seconds a run that the scoring needed (50,000 reviews on

@@ -1,51 +1,49 @@
-"""Input readers: JSONL (gzipped too), CSV and Parquet -> one frame of (key, text value), spread over the cores.
+"""Input readers: JSONL (gzipped too), CSV and Parquet -> the rows handed to the scoring function, spread over
+the cores, and their Layout.
 
-The text column reaches the scoring function as the handler would see it: a string column as it is; any other
-value JSON-encoded and decoded in Python, so that a number, an array or an object is refused as `invalid_text`,
-as online. A JSONL line goes to Python whole, where `json.loads` reads its text field (so `{"text": 42}` stays a
-number, not the string "42"); the JVM reads only the key, with a one-field schema that skips over the text
-instead of building it as a Java string and encoding it back to JSON.
+JSONL lines go to Python whole: `json.loads` reads each line's key and text there, once, so that `{"text": 42}`
+stays a number (refused as `invalid_text`, as online) and the JVM parses nothing. The key column's type comes
+from the first KEY_SAMPLE lines (batch.keys). For CSV and Parquet the key column passes through as it is, and a
+text column that is not a string is JSON-encoded, to be refused in Python as online.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import MapType, StringType, StructType
+from pyspark.sql.types import BooleanType, DataType, DoubleType, LongType, MapType, StringType, StructType
 
-from batch.scoring import PLAIN, Encoding
+from batch.keys import key_type
+from batch.scoring import PLAIN, Encoding, Layout, json_line
 from batch.settings import JobSettings
 
 logger = logging.getLogger(__name__)
-TEXT = "_text"  # the text value column handed to the UDF
+TEXT = "_text"  # the text value column handed to the scoring function
 KEY_SAMPLE = 10_000  # JSONL lines read to find the keys' type
-_KEY_TYPES = re.compile(r"^(STRING|BIGINT|INT|SMALLINT|TINYINT|DOUBLE|FLOAT|BOOLEAN|DATE|TIMESTAMP)$")
+_KEY_TYPES = {"bigint": LongType(), "double": DoubleType(), "boolean": BooleanType(), "string": StringType()}
 
 
 @dataclass(frozen=True)
 class Source:
-    frame: DataFrame  # columns: the key column (its own name and type) and TEXT
-    key: str
-    encoding: Encoding  # how TEXT holds the review text
-
-    def release(self) -> None:
-        self.frame.unpersist()  # nothing is cached today; kept so that callers need not know
+    frame: DataFrame  # the layout's rows: (key, TEXT), or JSONL lines in one column
+    layout: Layout
+    key_type: DataType  # the key column's type in the output
 
 
 def read_source(spark: SparkSession, settings: JobSettings) -> Source:
     fmt = settings.format
     path = str(settings.input.resolve())
     if fmt == "jsonl":
-        return _spread(_jsonl(spark, path, settings), settings, spark)
+        return _jsonl(spark, path, settings)
     frame = _csv(spark, path) if fmt == "csv" else spark.read.parquet(path)
     _require_columns(frame, settings)
     text, encoding = _text_value(frame, settings.text_column)
-    source = Source(frame.select(F.col(settings.key_column), text.alias(TEXT)), settings.key_column, encoding)
-    return _spread(source, settings, spark)
+    frame = _repartitioned(frame.select(F.col(settings.key_column), text.alias(TEXT)), settings, spark)
+    key = frame.schema[settings.key_column].dataType
+    return Source(frame, Layout(settings.key_column, key.simpleString(), encoding), key)
 
 
 def _csv(spark: SparkSession, path: str) -> DataFrame:
@@ -55,35 +53,15 @@ def _csv(spark: SparkSession, path: str) -> DataFrame:
 
 def _jsonl(spark: SparkSession, path: str, settings: JobSettings) -> Source:
     lines = spark.read.text(path).where(F.trim("value") != "")
-    key_type = _json_key_type(lines.limit(KEY_SAMPLE), _json_path(settings.key_column))
-    if key_type is None:
+    sample = lines.limit(KEY_SAMPLE).toArrow().column(0).to_pylist()
+    found = key_type(json_line(line, settings.key_column, settings.text_column)[0] for line in sample)
+    if found is None:
         raise ValueError(
             f"none of the first {KEY_SAMPLE} lines of {settings.input} has the key field {settings.key_column!r} "
             "(--key-column)"
         )
-    lines = _repartitioned(lines, settings, spark)  # parsing then runs on every core, not in the reading task
-    # a key that does not fit the sampled type, or a malformed line, gives a null key: a row without key
-    key_schema = f"`{settings.key_column}` {key_type}"
-    key = F.from_json("value", key_schema)[settings.key_column]
-    frame = lines.select(key.alias(settings.key_column), F.col("value").alias(TEXT))
-    return Source(frame, settings.key_column, Encoding(json=True, field=settings.text_column))
-
-
-def _json_key_type(sample: DataFrame, key_path: str) -> str | None:
-    """The sampled keys' common SQL type (string when they mix types); None when no sampled line has a key."""
-    key = f"variant_get(try_parse_json(value), '{key_path}', 'variant')"
-    found = sample.select(F.expr(f"schema_of_variant_agg({key})")).first()[0]
-    if found is None or found == "VOID":
-        return None
-    if found.startswith("DECIMAL"):
-        return "double"
-    return found.lower() if _KEY_TYPES.match(found) else "string"
-
-
-def _json_path(field: str) -> str:
-    if not field or any(c in field for c in "\"'`"):
-        raise ValueError(f"unsupported JSON field name {field!r}")
-    return f'$["{field}"]'
+    layout = Layout(settings.key_column, found, text_field=settings.text_column)
+    return Source(_repartitioned(lines, settings, spark), layout, _KEY_TYPES[found])
 
 
 def _require_columns(frame: DataFrame, settings: JobSettings) -> None:
@@ -93,7 +71,7 @@ def _require_columns(frame: DataFrame, settings: JobSettings) -> None:
 
 
 def _text_value(frame: DataFrame, name: str) -> tuple[Column, Encoding]:
-    """(column handed to the UDF, how it holds the text) for a text column of any type."""
+    """(column handed to the scoring function, how it holds the text) for a text column of any type."""
     dtype = frame.schema[name].dataType
     if isinstance(dtype, StringType):
         return F.col(name), PLAIN
@@ -110,9 +88,3 @@ def _repartitioned(frame: DataFrame, settings: JobSettings, spark: SparkSession)
         return frame
     logger.info("spreading %d input partition(s) over %d tasks", have, wanted)
     return frame.repartition(wanted)
-
-
-def _spread(source: Source, settings: JobSettings, spark: SparkSession) -> Source:
-    if settings.format == "jsonl":
-        return source  # spread before parsing
-    return Source(_repartitioned(source.frame, settings, spark), source.key, source.encoding)

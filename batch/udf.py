@@ -1,27 +1,24 @@
-"""Spark's batch-inference UDF over the archive, and the `sentiment` SQL function (the book's ML.PREDICT)."""
+"""The archive on Spark's Python workers: the job's scoring over Arrow batches, and the `sentiment` SQL function.
+
+Both load the archive once per Python worker (Spark reuses workers across tasks) with one torch thread and call
+the same batch.scoring functions. The job maps whole Arrow record batches (`DataFrame.mapInArrow`): the key
+passes through untouched and no pandas conversion sits between Spark and the model. The SQL function, which
+has to be a column expression, is Spark's batch-inference UDF (`predict_batch_udf`).
+"""
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from pyspark.ml.functions import predict_batch_udf
-from pyspark.sql import SparkSession
-from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import DataType, DoubleType, StringType, StructField, StructType
 
 from batch import mar as mar_files
-from batch.scoring import PLAIN, Encoding
+from batch.scoring import COLUMNS, NUMBERS, PLAIN, Layout
 
-RESULT_TYPE = StructType(
-    [
-        StructField("positive_review_probability", DoubleType()),
-        StructField("positive_review_logits", DoubleType()),
-        StructField("label", StringType()),
-        StructField("model_version", StringType()),
-        StructField("error", StringType()),  # the handler's error code; null when the row was scored
-        StructField("error_message", StringType()),
-    ]
-)
+RESULT_TYPE = StructType([StructField(name, DoubleType() if name in NUMBERS else StringType()) for name in COLUMNS])
 
 
 def ship(spark: SparkSession, mar: Path) -> str:
@@ -38,28 +35,44 @@ def ship(spark: SparkSession, mar: Path) -> str:
     return mar.name
 
 
-def make_predict_fn(mar_name: str, encoding: Encoding):
-    """Runs once per Python worker (predict_batch_udf caches the result): unpack and load the archive."""
+def _loaded(mar_name: str):
+    """(Scorer, Limits) of the shipped archive, in a Python worker."""
+    from pyspark import SparkFiles
+
+    return mar_files.load(Path(SparkFiles.get(mar_name)))
+
+
+def scored(frame: DataFrame, mar_name: str, layout: Layout, key_type: DataType, batch_size: int = 256) -> DataFrame:
+    """`frame` (layout's rows) -> the key column, then COLUMNS: one output row per input row."""
+
+    def score_batches(batches: Iterator) -> Iterator:
+        from batch.scoring import score_batch
+
+        scorer, limits = _loaded(mar_name)
+        for batch in batches:
+            yield score_batch(scorer, limits, batch, layout, batch_size)
+
+    schema = StructType([StructField(layout.key, key_type), *RESULT_TYPE.fields])
+    return frame.mapInArrow(score_batches, schema)
+
+
+def make_predict_fn(mar_name: str) -> Callable:
+    """Runs once per Python worker (predict_batch_udf caches the result): load the archive."""
 
     def make():
-        from pyspark import SparkFiles
-
-        from batch.mar import load
         from batch.scoring import score_values
 
-        scorer, limits = load(Path(SparkFiles.get(mar_name)))
-
-        def predict(texts):
-            return score_values(scorer, texts, limits, encoding)
-
-        return predict
+        scorer, limits = _loaded(mar_name)
+        return lambda texts: score_values(scorer, texts, limits, PLAIN)
 
     return make
 
 
-def sentiment_udf(mar_name: str, encoding: Encoding = PLAIN, batch_size: int = 256):
-    """A column function: text value -> struct of RESULT_TYPE; `encoding` says how the values hold the text."""
-    return predict_batch_udf(make_predict_fn(mar_name, encoding), return_type=RESULT_TYPE, batch_size=batch_size)
+def sentiment_udf(mar_name: str, batch_size: int = 256):
+    """A column function: review text -> struct of RESULT_TYPE."""
+    from pyspark.ml.functions import predict_batch_udf  # imports pandas: only where the SQL function is used
+
+    return predict_batch_udf(make_predict_fn(mar_name), return_type=RESULT_TYPE, batch_size=batch_size)
 
 
 def register_sql_function(spark: SparkSession, mar: Path, name: str = "sentiment", batch_size: int = 256) -> None:

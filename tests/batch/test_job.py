@@ -15,7 +15,7 @@ from batch.job import JSONL, PARQUET, SUMMARY, run
 from batch.output import stale_siblings
 from batch.scoring import COLUMNS, score_values
 from batch.settings import JobSettings
-from batch.udf import register_sql_function
+from batch.udf import register_sql_function, ship
 from tests.batch.conftest import read_output, write_jsonl
 from tests.conftest import BOOK_REVIEWS, sample_reviews
 
@@ -183,8 +183,10 @@ def test_a_missing_key_column_fails_before_anything_is_written(spark, mar_path, 
     assert not (tmp_path / "out").exists() and not stale_siblings(tmp_path / "out")
 
 
-def test_local_workers_fork_from_the_preloading_daemon_with_pyspark_from_the_environment(spark):
+def test_local_workers_fork_from_the_preloading_daemon_and_score_with_the_archives_code(spark, mar_path):
     from pyspark.sql.functions import udf
+
+    ship(spark, mar_path)  # the archive's code zip, as every run does
 
     @udf("string")
     def origin(_):
@@ -192,10 +194,14 @@ def test_local_workers_fork_from_the_preloading_daemon_with_pyspark_from_the_env
 
         import pyspark
 
+        import batch.scoring
+        import model.infer
+
         with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
             parent = f.read().replace(b"\0", b" ").decode()
-        return f"{parent}|{pyspark.__file__}"
+        return "|".join([parent, pyspark.__file__, batch.scoring.__file__, model.infer.__file__])
 
-    parent, pyspark_file = spark.range(1).select(origin("id")).first()[0].split("|")
+    parent, pyspark_file, batch_file, model_file = spark.range(1).select(origin("id")).first()[0].split("|")
     assert "sentiment_daemon" in parent
     assert ".zip" not in pyspark_file  # compiled once, from the installed package
+    assert "-batch-code.zip/" in batch_file and "-batch-code.zip/" in model_file  # shipped, not the work tree

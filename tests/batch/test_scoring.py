@@ -7,11 +7,13 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from batch import mar as mar_files
+from batch.keys import key_type, typed_key
 from batch.output import staged, stale_siblings
-from batch.scoring import COLUMNS, Encoding, score_values
+from batch.scoring import COLUMNS, Encoding, Layout, score_batch, score_values
 from batch.settings import JobSettings, format_of
 from handler.codec import decode, respond
 from model.infer import score
@@ -140,16 +142,80 @@ def test_unknown_format_and_bad_settings_are_refused():
         JobSettings(input=Path("a.csv"), output=Path("o"), input_format="xml")
 
 
-def test_jsonl_lines_yield_their_text_field(loaded):
+def test_jsonl_lines_yield_their_key_and_text_field(loaded):
     scorer, limits = loaded
     lines = [
         json.dumps({"id": 1, "text": BOOK_REVIEWS["positive"]}),
         json.dumps({"id": 2, "text": 42}),
         json.dumps({"id": 3}),
+        json.dumps({"id": "4", "text": BOOK_REVIEWS["negative"]}),  # a key of another type: a row without key
         json.dumps(["not", "an", "object"]),
-        '{"id": 4, "text": "cut',
+        '{"id": 5, "text": "cut',
     ]
-    columns = score_values(scorer, lines, limits, Encoding(json=True, field="text"))
-    assert list(columns["error"]) == [None, "invalid_text", "missing_text", "missing_text", "invalid_json"]
-    expected = score_values(scorer, [BOOK_REVIEWS["positive"]], limits)["positive_review_probability"][0]
-    assert columns["positive_review_probability"][0] == expected
+    batch = pa.RecordBatch.from_arrays([pa.array(lines)], names=["value"])
+    out = score_batch(scorer, limits, batch, Layout("id", "bigint", text_field="text"), batch_size=2).to_pydict()
+    assert list(out) == ["id", *COLUMNS]
+    assert out["id"] == [1, 2, 3, None, None, None]
+    assert out["error"] == [None, "invalid_text", "missing_text", None, "missing_text", "invalid_json"]
+    expected = score_values(scorer, [BOOK_REVIEWS["positive"], BOOK_REVIEWS["negative"]], limits)
+    assert out["positive_review_probability"][0] == expected["positive_review_probability"][0]
+    assert out["label"][3] == expected["label"][1] == "negative"
+    assert out["positive_review_probability"][1] is None and out["label"][1] is None
+
+
+def test_a_key_column_passes_through_and_the_text_column_is_scored(loaded):
+    scorer, limits = loaded
+    keys = pa.array([b"k1", b"k2", None], pa.binary())  # any Arrow type comes back as it went in
+    texts = pa.array([json.dumps(BOOK_REVIEWS["positive"]), "42", None])
+    batch = pa.RecordBatch.from_arrays([keys, texts], names=["review_id", "_text"])
+    out = score_batch(scorer, limits, batch, Layout("review_id", "binary", Encoding(json=True)), batch_size=256)
+    assert out.column(0).equals(keys) and out.schema.names[0] == "review_id"
+    assert out.column(5).to_pylist() == [None, "invalid_text", "missing_text"]
+    assert out.num_rows == 3 and out.schema.field("positive_review_logits").type == pa.float64()
+
+
+def test_an_empty_batch_gives_an_empty_batch(loaded):
+    scorer, limits = loaded
+    batch = pa.RecordBatch.from_arrays([pa.array([], pa.string())], names=["value"])
+    out = score_batch(scorer, limits, batch, Layout("id", "string", text_field="text"), batch_size=256)
+    assert out.num_rows == 0 and out.schema.names == ["id", *COLUMNS]
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        ([1, 2, None, 3], "bigint"),
+        ([1, 2.5], "double"),
+        ([True, False], "boolean"),
+        (["a", "b"], "string"),
+        ([1, "a"], "string"),
+        ([True, 1], "string"),
+        ([2**64], "string"),  # beyond bigint
+        ([None, None], None),
+        ([], None),
+    ],
+)
+def test_the_key_type_of_a_sample(keys, expected):
+    assert key_type(keys) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "expected"),
+    [
+        (7, "bigint", 7),
+        (7.5, "bigint", None),
+        ("7", "bigint", None),
+        (True, "bigint", None),
+        (2**63, "bigint", None),
+        (7, "double", 7.0),
+        (True, "double", None),
+        (False, "boolean", False),
+        ("x", "string", "x"),
+        (7, "string", "7"),
+        (True, "string", "true"),
+        ({"a": "é"}, "string", '{"a": "é"}'),
+        (None, "string", None),
+    ],
+)
+def test_a_key_is_typed_or_dropped(value, kind, expected):
+    assert typed_key(value, kind) == expected and type(typed_key(value, kind)) is type(expected)
