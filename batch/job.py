@@ -10,17 +10,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
-from pyspark.sql.types import StringType
 
 from batch import mar as mar_files
 from batch.output import staged
 from batch.progress import Progress
-from batch.scoring import Layout
 from batch.settings import JobSettings
 from batch.sources import read_source
 from batch.summary import Summary, summarize
-from batch.udf import scored, ship
+from batch.udf import load_shipped, scored, ship
 
 logger = logging.getLogger(__name__)
 PARQUET = "predictions.parquet"
@@ -40,14 +37,14 @@ def warming(spark: SparkSession, mar_name: str) -> Iterator[None]:
 
     The first Python task starts Spark's Python daemon, which imports torch and transformers (seconds of work)
     before it forks the workers; Spark reuses them across jobs. Started first, this overlaps with the driver
-    reading the input, and the scoring stage starts with a loaded worker. A failure here is left to the scoring
-    stage, which reports it with its cause.
+    reading the input, and the scoring stage starts with a loaded worker. It is a one-task RDD job: a query
+    would first spend half a second being planned in a cold JVM. A failure here is left to the scoring stage,
+    which reports it with its cause.
     """
 
     def warm_up() -> None:
-        line = spark.range(0, 1, 1, numPartitions=1).select(F.lit("{}").alias("value"))  # no Python to make it
         try:
-            scored(line, mar_name, Layout("key", "string", text_field="text"), StringType()).collect()
+            spark.sparkContext.parallelize([mar_name], 1).foreach(load_shipped)
         except Exception as err:  # noqa: BLE001 - see above
             logger.info("warm-up failed (%s); the scoring stage reports why", type(err).__name__)
 

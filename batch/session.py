@@ -26,6 +26,10 @@ DEFAULTS = {
     # Python puts the directory a worker starts in first on its path; started from this repo, the workers would
     # import the working tree's code instead of the archive's (SparkContext.addPyFile puts that zip second)
     "spark.executorEnv.PYTHONSAFEPATH": "1",
+    # Spark keeps one Python daemon (and pool of idle workers) per distinct worker environment, and its SQL
+    # runners add this variable where its RDD runner does not: set for both, the job's RDD warm-up task
+    # (batch.job.warming) and its scoring tasks share one daemon, and the worker that loaded the archive.
+    "spark.executorEnv.SPARK_SIMPLIFIED_TRACEBACK": "1",
 }
 # In local mode the driver's JVM is the executor, on the same cores as the Python workers, and its work per review
 # is small: C2, the optimizing JIT compiler, cost ~10 core-seconds a run that the scoring needed (50,000 reviews on

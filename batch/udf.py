@@ -35,8 +35,8 @@ def ship(spark: SparkSession, mar: Path) -> str:
     return mar.name
 
 
-def _loaded(mar_name: str):
-    """(Scorer, Limits) of the shipped archive, in a Python worker."""
+def load_shipped(mar_name: str):
+    """(Scorer, Limits) of the shipped archive, in a Python worker (loaded once per process)."""
     from pyspark import SparkFiles
 
     return mar_files.load(Path(SparkFiles.get(mar_name)))
@@ -48,7 +48,7 @@ def scored(frame: DataFrame, mar_name: str, layout: Layout, key_type: DataType, 
     def score_batches(batches: Iterator) -> Iterator:
         from batch.scoring import score_batch
 
-        scorer, limits = _loaded(mar_name)
+        scorer, limits = load_shipped(mar_name)
         for batch in batches:
             yield score_batch(scorer, limits, batch, layout, batch_size)
 
@@ -62,7 +62,7 @@ def make_predict_fn(mar_name: str) -> Callable:
     def make():
         from batch.scoring import score_values
 
-        scorer, limits = _loaded(mar_name)
+        scorer, limits = load_shipped(mar_name)
         return lambda texts: score_values(scorer, texts, limits, PLAIN)
 
     return make

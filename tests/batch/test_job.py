@@ -205,3 +205,20 @@ def test_local_workers_fork_from_the_preloading_daemon_and_score_with_the_archiv
     assert "sentiment_daemon" in parent
     assert ".zip" not in pyspark_file  # compiled once, from the installed package
     assert "-batch-code.zip/" in batch_file and "-batch-code.zip/" in model_file  # shipped, not the work tree
+
+
+def test_the_rdd_warm_up_and_the_scoring_tasks_share_one_python_daemon(spark):
+    """batch.job.warming loads the archive through an RDD task so that the scoring stage finds a loaded worker:
+    that holds only while Spark starts RDD and SQL tasks from the same daemon (session.py aligns their env)."""
+    import os
+
+    import pyarrow as pa
+
+    rdd_daemon = spark.sparkContext.parallelize([0], 1).map(lambda _: os.getppid()).collect()[0]
+
+    def parent(batches):
+        for batch in batches:
+            yield pa.RecordBatch.from_arrays([pa.array([os.getppid()] * batch.num_rows)], names=["ppid"])
+
+    sql_daemons = {row.ppid for row in spark.range(4).repartition(2).mapInArrow(parent, "ppid long").collect()}
+    assert sql_daemons == {rdd_daemon}
