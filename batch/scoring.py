@@ -123,9 +123,11 @@ def score_batch(
 ) -> pa.RecordBatch:
     """An Arrow record batch of input rows -> one of output rows (the key, then COLUMNS), in the same order.
 
-    Input columns: (key, text value), or for JSONL the lines alone. Scored `batch_size` rows per forward pass."""
+    Input columns: (key, text value), or for JSONL the lines alone, of which blank ones are skipped. Scored
+    `batch_size` rows per forward pass."""
     if layout.lines:
-        pairs = [json_line(line, layout.key, layout.text_field) for line in batch.column(0).to_pylist()]
+        lines = [line for line in batch.column(0).to_pylist() if line and not line.isspace()]
+        pairs = [json_line(line, layout.key, layout.text_field) for line in lines]
         keys = pa.array([typed_key(key, layout.key_type) for key, _ in pairs], _ARROW_KEYS[layout.key_type])
         values = [value for _, value in pairs]
     else:

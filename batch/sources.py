@@ -52,7 +52,7 @@ def _csv(spark: SparkSession, path: str) -> DataFrame:
 
 
 def _jsonl(spark: SparkSession, path: str, settings: JobSettings) -> Source:
-    lines = spark.read.text(path).where(F.trim("value") != "")
+    lines = spark.read.text(path)  # blank lines are skipped in Python (batch.scoring.score_batch)
     sample = lines.limit(KEY_SAMPLE).toArrow().column(0).to_pylist()
     found = key_type(json_line(line, settings.key_column, settings.text_column)[0] for line in sample)
     if found is None:
