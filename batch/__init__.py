@@ -3,8 +3,9 @@
     python -m batch --input reviews.jsonl.gz --output predictions/ [--master spark://host:7077]
 
 Modules: settings (job settings), session (a loopback-bound SparkSession), sources (JSONL/CSV/Parquet readers),
-mar (unpack the .mar once per Python worker, ship it and the code), scoring (pure: values -> prediction
-columns), udf (Spark's predict_batch_udf and the `sentiment` SQL function), output (atomic writes), summary,
-progress, job (the pipeline), cli, bench; for local masters, cds (a class-data-sharing archive for the JVM)
-and preload/ (the Python daemon that imports the libraries once before forking workers).
+keys (JSONL key types), mar (unpack the .mar once per Python worker, ship it and the code), scoring (pure:
+values or Arrow batches -> prediction columns), udf (the job's mapInArrow scoring and the `sentiment` SQL
+function), output (atomic writes), summary, progress, job (the pipeline), cli, bench; for local masters, cds
+(a class-data-sharing archive for the JVM) and preload/ (the Python daemon that imports the libraries once
+before forking workers).
 """
