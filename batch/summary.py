@@ -31,8 +31,9 @@ class Summary:
         return json.dumps(asdict(self), indent=2, default=str) + "\n"
 
     def line(self) -> str:
+        codes = f" {self.errors_by_code}" if self.errors_by_code else ""
         text = (
-            f"{self.rows} rows: {self.scored} scored, {self.errors} errors {self.errors_by_code or ''} "
+            f"{self.rows} rows: {self.scored} scored, {self.errors} errors{codes} "
             f"in {self.seconds:.1f} s ({self.rows_per_second:.0f} rows/s), model {self.model_version}"
         )
         if self.duplicate_keys:

@@ -219,3 +219,16 @@ def test_the_key_type_of_a_sample(keys, expected):
 )
 def test_a_key_is_typed_or_dropped(value, kind, expected):
     assert typed_key(value, kind) == expected and type(typed_key(value, kind)) is type(expected)
+
+
+def test_the_summary_line_names_error_codes_only_when_there_are_errors():
+    from batch.summary import Summary
+
+    counts = {"rows": 3, "duplicate_keys": 0, "duplicate_rows": 0, "model_version": "1.0", "seconds": 1.0}
+    clean = Summary(scored=3, errors=0, errors_by_code={}, rows_without_key=0, rows_per_second=3.0, **counts)
+    assert clean.line() == "3 rows: 3 scored, 0 errors in 1.0 s (3 rows/s), model 1.0"
+    bad = Summary(
+        scored=2, errors=1, errors_by_code={"empty_text": 1}, rows_without_key=1, rows_per_second=3.0, **counts
+    )
+    assert bad.line().startswith("3 rows: 2 scored, 1 errors {'empty_text': 1} in 1.0 s")
+    assert bad.line().endswith("; 1 rows without a key")
