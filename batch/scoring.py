@@ -41,6 +41,7 @@ class Encoding:
 
 
 PLAIN = Encoding()  # the values are the texts
+JSON = Encoding(json=True)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def decoded(value: object, encoding: Encoding = PLAIN) -> object:
 def json_line(line: str, key_field: str, text_field: str) -> tuple[object, object]:
     """(key, text value) of one JSONL line; a line that is not JSON has no key, and its text value is the error."""
     try:
-        record = decoded(line, Encoding(json=True))
+        record = decoded(line, JSON)
     except ServingError as err:
         return None, err
     if not isinstance(record, dict):

@@ -14,16 +14,15 @@ from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import BooleanType, DataType, DoubleType, LongType, MapType, StringType, StructType
+from pyspark.sql.types import DataType, MapType, StringType, StructType
 
 from batch.keys import key_type
-from batch.scoring import PLAIN, Encoding, Layout, json_line
+from batch.scoring import JSON, PLAIN, Encoding, Layout, json_line
 from batch.settings import JobSettings
 
 logger = logging.getLogger(__name__)
 TEXT = "_text"  # the text value column handed to the scoring function
 KEY_SAMPLE = 10_000  # JSONL lines read to find the keys' type
-_KEY_TYPES = {"bigint": LongType(), "double": DoubleType(), "boolean": BooleanType(), "string": StringType()}
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ def _jsonl(spark: SparkSession, path: str, settings: JobSettings) -> Source:
             "(--key-column)"
         )
     layout = Layout(settings.key_column, found, text_field=settings.text_column)
-    return Source(_repartitioned(lines, settings, spark), layout, _KEY_TYPES[found])
+    return Source(_repartitioned(lines, settings, spark), layout, DataType.fromDDL(found))
 
 
 def _require_columns(frame: DataFrame, settings: JobSettings) -> None:
@@ -76,8 +75,8 @@ def _text_value(frame: DataFrame, name: str) -> tuple[Column, Encoding]:
     if isinstance(dtype, StringType):
         return F.col(name), PLAIN
     if isinstance(dtype, (StructType, MapType)):
-        return F.to_json(F.col(name)), Encoding(json=True)
-    return F.to_json(F.col(name).cast("variant")), Encoding(json=True)
+        return F.to_json(F.col(name)), JSON
+    return F.to_json(F.col(name).cast("variant")), JSON
 
 
 def _repartitioned(frame: DataFrame, settings: JobSettings, spark: SparkSession) -> DataFrame:
