@@ -5,7 +5,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DATA_DIR ?= ../shared/data
+# The data directory: model.data.DATA_DIR (../shared/data) unless DATA_DIR=... is given.
+ifdef DATA_DIR
+export SENTIMENT_DATA_DIR := $(abspath $(DATA_DIR))
+endif
 VERSION ?= 1.0
 ARTIFACTS := model/artifacts
 MAR := model_store/sentiment.mar
@@ -23,7 +26,7 @@ $(VENV)/.installed: requirements.txt # what serving and training need
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	@touch $@
 
-$(VENV)/.dev-installed: requirements-dev.txt requirements-batch.txt $(VENV)/.installed # tests, lint, Spark
+$(VENV)/.dev-installed: requirements-dev.txt requirements-batch.txt bench/requirements.txt $(VENV)/.installed # tests, lint, Spark, benchmarks
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
@@ -31,8 +34,8 @@ java:
 	@command -v java >/dev/null || { echo "TorchServe needs Java 17: install it (Debian: apt-get install openjdk-17-jre-headless)"; exit 1; }
 	@java -version 2>&1 | awk -F'"' '/version/ { split($$2, v, "."); if (v[1] < 11) { print "TorchServe needs Java 11+ (17 recommended), found " $$2; exit 1 } }'
 
-train: $(VENV)/.installed ## train on IMDB (DATA_DIR=../shared/data); writes model/artifacts, metrics.json, training_curve.png
-	$(PY) -m model.train --data-dir $(DATA_DIR)
+train: $(VENV)/.installed ## train on IMDB ([DATA_DIR=../shared/data]); writes model/artifacts, metrics.json, training_curve.png
+	$(PY) -m model.train
 
 export: $(VENV)/.installed ## trace the trained model to TorchScript (model/artifacts/sentiment.pt)
 	$(PY) -m model.export
@@ -61,18 +64,14 @@ lint: $(VENV)/.dev-installed ## ruff check and format check
 soak: $(VENV)/.dev-installed java wrk $(MAR) ## 60 s at concurrency 32 against the shipped config on loopback -> bench/results/soak.json
 	$(PY) -m bench.soak --seconds 60 --connections 32 --out bench/results/soak.json
 
-$(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.dev-installed
-	$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
-	@touch $@
-
 wrk: # Debian's wrk, the load generator of bench and soak
 	@command -v wrk >/dev/null || { test "$$(id -u)" = 0 || { echo "the load tests need wrk: sudo apt-get install -y wrk"; exit 1; }; \
 		apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 
-bench: $(VENV)/.bench-installed java wrk ## benchmark (minutes): ceiling, TorchServe vs FastAPI peer, cold start -> bench/results/
+bench: $(VENV)/.dev-installed java wrk ## benchmark (minutes): ceiling, TorchServe vs FastAPI peer, cold start -> bench/results/
 	$(PY) -m bench.run
 
-bench-frontier: $(VENV)/.bench-installed java wrk ## measure TorchServe's maxBatchDelay x workers x threads frontier -> bench/results/frontier.json
+bench-frontier: $(VENV)/.dev-installed java wrk ## measure TorchServe's maxBatchDelay x workers x threads frontier -> bench/results/frontier.json
 	$(PY) -m bench.frontier
 
 .PHONY: batch bench-batch
@@ -89,7 +88,7 @@ batch: $(VENV)/.dev-installed java $(MAR) $(VENV)/.spark-classes ## score a data
 	$(PY) -m batch --input $(INPUT) --output $(OUTPUT) --mar $(MAR) $(BATCH_ARGS)
 
 bench-batch: $(VENV)/.dev-installed java $(MAR) $(VENV)/.spark-classes ## Spark batch job on 50,000 reviews vs the in-process ceiling -> bench/results/batch.json
-	$(PY) -m batch.bench --data $(DATA_DIR)/imdb/unsup.jsonl.gz --mar $(MAR)
+	$(PY) -m bench.batch_job --mar $(MAR)
 
 clean: ## remove the archive, logs and caches (keeps .venv and the trained artifacts)
 	rm -rf $(MAR) logs tmp key_file.json .pytest_cache .ruff_cache

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import shutil
 import tempfile
 import zipfile
@@ -17,7 +16,6 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 CODE_PACKAGES = ("model", "handler")  # what the archive carries for its handler; the batch job imports the same
-MODEL_CONFIG = "model-config.yaml"  # torch-model-archiver stores --config-file under this name
 
 _unpacked: dict[tuple[str, int, float], Path] = {}
 _loaded: dict[Path, tuple] = {}
@@ -41,17 +39,11 @@ def load(mar: Path):
     """(Scorer, Limits) from the archive, loaded once per process with one torch thread."""
     directory = unpack(mar)
     if directory not in _loaded:
-        import torch
-        import yaml
+        from handler import settings
+        from model.infer import limit_threads, load_scorer
 
-        from handler.sentiment_handler import handler_settings
-        from model.infer import load_scorer
-
-        torch.set_num_threads(1)  # one Spark task per core: threads would only fight over it
-        os.environ["TOKENIZERS_PARALLELISM"] = "false"  # nor should the tokenizer's own thread pool
-        config_path = directory / MODEL_CONFIG
-        model_yaml = yaml.safe_load(config_path.read_text()) if config_path.exists() else None
-        limits, _ = handler_settings(model_yaml)  # the deployed handler's limits; its thread count is per server
+        limit_threads(1)  # one Spark task per core; the archive's torch_threads is per TorchServe worker
+        limits = settings.read(directory / settings.MODEL_CONFIG).limits  # the deployed handler's limits
         _loaded[directory] = (load_scorer(directory), limits)
         logger.info("loaded model version %s from %s", _loaded[directory][0].version, mar.name)
     return _loaded[directory]

@@ -17,19 +17,24 @@ import numpy as np
 import pyarrow as pa
 
 from batch.keys import typed_key
-from handler.codec import Limits, check_text, prediction
-from handler.errors import BadRequest, ServingError
+from handler.codec import check_text, prediction
+from handler.errors import ServingError
+from handler.settings import Limits
 from model.infer import Scorer, score
 
-COLUMNS = (
-    "positive_review_probability",
-    "positive_review_logits",
-    "label",
-    "model_version",
-    "error",
-    "error_message",
-)
-NUMBERS = COLUMNS[:2]  # doubles; the other columns are strings
+# The prediction object's fields as columns (handler.codec.prediction), then the error of a refused row.
+COLUMN_TYPES = {
+    "positive_review_probability": pa.float64(),
+    "positive_review_logits": pa.float64(),
+    "label": pa.string(),
+    "unknown_token_fraction": pa.float64(),
+    "out_of_vocabulary": pa.bool_(),
+    "model_version": pa.string(),
+    "error": pa.string(),
+    "error_message": pa.string(),
+}
+COLUMNS = tuple(COLUMN_TYPES)
+PREDICTION_COLUMNS = COLUMNS[:-2]
 _ARROW_KEYS = {"bigint": pa.int64(), "double": pa.float64(), "boolean": pa.bool_(), "string": pa.string()}
 
 
@@ -65,7 +70,7 @@ def decoded(value: object, encoding: Encoding = PLAIN) -> object:
     try:
         return json.loads(value)
     except ValueError:
-        raise BadRequest("invalid_json", "the text field is not valid JSON") from None
+        raise ServingError("invalid_json", "the text field is not valid JSON") from None
 
 
 def json_line(line: str, key_field: str, text_field: str) -> tuple[object, object]:
@@ -99,22 +104,16 @@ def score_values(
     """One row per value, in order: probability, logit, label, version, or an error code and message."""
     items = checked(values, limits, encoding)
     texts = [item for item in items if isinstance(item, str)]
-    logits = iter(score(scorer, texts))
+    scores = iter(score(scorer, texts))
     n = len(items)
-    columns = {
-        "positive_review_probability": np.full(n, np.nan),
-        "positive_review_logits": np.full(n, np.nan),
-        "label": np.full(n, None, dtype=object),
-        "model_version": np.full(n, scorer.version, dtype=object),
-        "error": np.full(n, None, dtype=object),
-        "error_message": np.full(n, None, dtype=object),
-    }
+    columns = {name: np.full(n, None, dtype=object) for name in COLUMNS}
+    columns["model_version"][:] = scorer.version
     for row, item in enumerate(items):
         if isinstance(item, ServingError):
             columns["error"][row], columns["error_message"][row] = item.code, item.message
             continue
-        pred = prediction(next(logits), None, scorer.version)
-        for name in ("positive_review_probability", "positive_review_logits", "label", "model_version"):
+        pred = prediction(next(scores), None, scorer.version)
+        for name in PREDICTION_COLUMNS:
             columns[name][row] = pred[name]
     return columns
 
@@ -138,7 +137,7 @@ def score_batch(
     arrays = [keys]
     for name in COLUMNS:
         column = np.concatenate([part[name] for part in parts]) if parts else np.array([], dtype=object)
-        arrays.append(pa.array(column, pa.float64() if name in NUMBERS else pa.string(), from_pandas=True))
+        arrays.append(pa.array(column, COLUMN_TYPES[name], from_pandas=True))
     return pa.RecordBatch.from_arrays(arrays, names=[layout.key, *COLUMNS])
 
 

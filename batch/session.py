@@ -32,9 +32,9 @@ DEFAULTS = {
     "spark.executorEnv.SPARK_SIMPLIFIED_TRACEBACK": "1",
 }
 # In local mode the driver's JVM is the executor, on the same cores as the Python workers, and its work per review
-# is small: C2, the optimizing JIT compiler, cost ~10 core-seconds a run that the scoring needed (50,000 reviews on
-# 2 cores: job 34 -> 27 s with C1 alone). Spark's classes come from a class-data-sharing archive once made, and
-# the Python workers fork from a daemon that has imported their libraries once (median ratio 0.54 -> 0.59).
+# is small: C2, the optimizing JIT compiler, spends core-seconds that the scoring needs, so the JVM stops at C1.
+# Spark's classes come from a class-data-sharing archive once made, and the Python workers fork from a daemon
+# that has imported their libraries once.
 LOCAL_JVM = "-XX:TieredStopAtLevel=1"
 PRELOAD = Path(__file__).resolve().parent / "preload"
 

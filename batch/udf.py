@@ -3,22 +3,24 @@
 Both load the archive once per Python worker (Spark reuses workers across tasks) with one torch thread and call
 the same batch.scoring functions. The job maps whole Arrow record batches (`DataFrame.mapInArrow`): the key
 passes through untouched and no pandas conversion sits between Spark and the model. The SQL function, which
-has to be a column expression, is Spark's batch-inference UDF (`predict_batch_udf`).
+has to be a column expression, is a pandas UDF over the same scoring function.
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd  # the SQL function's batches; Spark resolves its type hints in this module
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import DataType, DoubleType, StringType, StructField, StructType
+from pyspark.sql.pandas.types import from_arrow_type
+from pyspark.sql.types import DataType, StructField, StructType
 
 from batch import mar as mar_files
-from batch.scoring import COLUMNS, NUMBERS, PLAIN, Layout
+from batch.scoring import COLUMN_TYPES, PLAIN, Layout
 
-RESULT_TYPE = StructType([StructField(name, DoubleType() if name in NUMBERS else StringType()) for name in COLUMNS])
+RESULT_TYPE = StructType([StructField(name, from_arrow_type(arrow)) for name, arrow in COLUMN_TYPES.items()])
 
 
 def ship(spark: SparkSession, mar: Path) -> str:
@@ -56,23 +58,28 @@ def scored(frame: DataFrame, mar_name: str, layout: Layout, key_type: DataType, 
     return frame.mapInArrow(score_batches, schema)
 
 
-def make_predict_fn(mar_name: str) -> Callable:
-    """Runs once per Python worker (predict_batch_udf caches the result): load the archive."""
+def sentiment_udf(mar_name: str, batch_size: int = 256):
+    """A column function: review text -> struct of RESULT_TYPE, `batch_size` texts per forward pass.
 
-    def make():
+    A pandas UDF rather than Spark's predict_batch_udf, whose struct results cannot hold the boolean
+    `out_of_vocabulary`; the archive is loaded once per Python worker either way (batch.mar caches it)."""
+    from pyspark.sql.functions import pandas_udf
+
+    def sentiment(texts: pd.Series) -> pd.DataFrame:
         from batch.scoring import score_values
 
         scorer, limits = load_shipped(mar_name)
-        return lambda texts: score_values(scorer, texts, limits, PLAIN)
+        values = texts.tolist()
+        parts = [
+            score_values(scorer, values[i : i + batch_size], limits, PLAIN) for i in range(0, len(values), batch_size)
+        ]
+        return (
+            pd.concat([pd.DataFrame(part) for part in parts], ignore_index=True)
+            if parts
+            else pd.DataFrame(columns=list(COLUMN_TYPES))
+        )
 
-    return make
-
-
-def sentiment_udf(mar_name: str, batch_size: int = 256):
-    """A column function: review text -> struct of RESULT_TYPE."""
-    from pyspark.ml.functions import predict_batch_udf  # imports pandas: only where the SQL function is used
-
-    return predict_batch_udf(make_predict_fn(mar_name), return_type=RESULT_TYPE, batch_size=batch_size)
+    return pandas_udf(sentiment, RESULT_TYPE)
 
 
 def register_sql_function(spark: SparkSession, mar: Path, name: str = "sentiment", batch_size: int = 256) -> None:

@@ -5,15 +5,14 @@ No HTTP, no IPC, one torch thread: what one core can do at most, and how the tim
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from pathlib import Path
 
-import torch
-
-from handler.codec import Limits, decode, dumps, respond
-from model.infer import Scorer, forward, load_scorer, tokenize
+from handler import settings
+from handler.codec import decode, dumps, respond
+from handler.settings import Limits
+from model.infer import Scorer, forward, limit_threads, load_scorer, scores, tokenize
 
 STAGES = ("decode", "tokenize", "forward", "encode")
 
@@ -28,15 +27,16 @@ def one_batch(scorer: Scorer, bodies: list[bytes], limits: Limits) -> dict[str, 
     t2 = time.perf_counter()
     logits = forward(scorer, batch)
     t3 = time.perf_counter()
+    answers = scores(scorer, batch, logits)
     for i, request in enumerate(requests):  # sigmoid happens inside respond's prediction objects
-        dumps(respond(request, logits[i : i + 1], scorer.version)[1])
+        dumps(respond(request, answers[i : i + 1], scorer.version)[1])
     t4 = time.perf_counter()
     return {"decode": t1 - t0, "tokenize": t2 - t1, "forward": t3 - t2, "encode": t4 - t3}
 
 
 def measure_batch(scorer: Scorer, bodies: list[bytes], batch: int, seconds: float) -> dict:
     """Run batches of `batch` bodies (cycling through `bodies`) for about `seconds`; per-stage totals."""
-    limits = Limits()
+    limits = settings.read().limits
     totals = dict.fromkeys(STAGES, 0.0)
     items, i = 0, 0
     deadline = time.perf_counter() + seconds
@@ -58,8 +58,7 @@ def ceiling(
     model_dir: Path, bodies: list[bytes], batches=(1, 8, 32, 128), seconds: float = 2.0, repeats: int = 3
 ) -> list[dict]:
     """Median over `repeats` cells of each batch size, one torch thread."""
-    torch.set_num_threads(1)
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core: the tokenizer's thread pool would use them all
+    limit_threads(1)
     scorer = load_scorer(model_dir)
     measure_batch(scorer, bodies, 8, 0.5)  # warm-up
     rows = []

@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -14,8 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.stacks import start_torchserve
-from serving.server import ROOT, free_ports
+from serving.server import ROOT, launch, loopback_properties, write_properties
 
 logger = logging.getLogger(__name__)
 
@@ -24,25 +22,10 @@ def torchserve_start(workdir: Path, mar: Path, repeats: int = 3) -> dict:
     """Seconds from `torchserve --start` to the first 200 prediction, median of `repeats` fresh starts."""
     cells = []
     for i in range(repeats):
-        server = start_torchserve(workdir / f"start-{i}", mar)
+        server = launch(workdir / f"start-{i}", mar)
         cells.append(server.started_in_s)
         server.stop()
     return {"median_s": statistics.median(cells), "cells_s": [round(c, 2) for c in cells]}
-
-
-def _loopback_ports(config: Path) -> None:
-    """Move a clone's config.properties off the reserved 8080-8082 / 7070-7071 onto free ports."""
-    inference, management, metrics, grpc_inference, grpc_management = free_ports(5)
-    text = config.read_text()
-    for name, port in (
-        ("inference_address", inference),
-        ("management_address", management),
-        ("metrics_address", metrics),
-    ):
-        text = re.sub(rf"^{name}=.*$", f"{name}=http://127.0.0.1:{port}", text, flags=re.M)
-    text = re.sub(r"^grpc_inference_port=.*$", f"grpc_inference_port={grpc_inference}", text, flags=re.M)
-    text = re.sub(r"^grpc_management_port=.*$", f"grpc_management_port={grpc_management}", text, flags=re.M)
-    config.write_text(text)
 
 
 def make_serve_from_clone(workdir: Path) -> dict:
@@ -56,7 +39,8 @@ def make_serve_from_clone(workdir: Path) -> dict:
     stamp = (ROOT / ".venv" / ".installed").stat().st_mtime
     for requirement in clone.glob("requirements*.txt"):  # the venv is ready: it is older than nothing it needs
         os.utime(requirement, (stamp - 60, stamp - 60))
-    _loopback_ports(clone / "config.properties")
+    config = clone / "config.properties"  # off the reserved 8080-8082 / 7070-7071, onto free ports
+    write_properties(config, loopback_properties(clone / "model_store"), config)
     log = workdir / "make-serve.log"
     began = time.monotonic()
     try:

@@ -23,9 +23,9 @@ import yaml
 
 from bench.cells import Target, one_cell, warm_up
 from bench.reviews import MIXES, review_mix, single_bodies
-from bench.stacks import archive, start_peer, start_torchserve, unpack
+from bench.stacks import archive, start_peer, unpack
 from bench.wrk import write_bodies
-from serving.server import ROOT
+from serving.server import ROOT, launch
 
 logger = logging.getLogger(__name__)
 OUT = ROOT / "bench" / "results" / "frontier.json"
@@ -104,9 +104,9 @@ def main(argv: list[str] | None = None) -> int:
             vdir = work / f"v{i}"
             vdir.mkdir()
             mar = archive(vdir, model_config(delay, workers, threads, vdir / "model-config.yaml"))
-            server = start_torchserve(vdir / "ts", mar, overrides, registration(delay, workers))
+            server = launch(vdir / "ts", mar, overrides, registration(delay, workers))
             try:
-                ts = Target("torchserve", server.base_url, server.token)
+                ts = Target("torchserve", server.client.inference_url, server.token)
                 cells = {mix: paired_cells(ts, peer, path, args.seconds, args.repeats) for mix, path in bodies.items()}
             finally:
                 server.stop()

@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from handler.codec import Limits, decode, dumps, error_response, respond
+from handler import settings
+from handler.codec import decode, dumps, error_response, respond
 from handler.errors import ServingError
-from model.infer import Scorer, load_scorer, score
+from handler.settings import Limits
+from model.infer import Scorer, limit_threads, load_scorer, score
 
 JSON = "application/json"
 
@@ -33,11 +34,10 @@ def answer(scorer: Scorer, limits: Limits, body: bytes, content_type: str | None
 
 
 def create_app(model_dir: Path, token: str | None, threads: int = 1) -> FastAPI:
-    torch.set_num_threads(threads)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # as the TorchServe handler: one core per worker
+    limit_threads(threads)  # as the TorchServe handler: one core per worker
     scorer = load_scorer(model_dir)
     score(scorer, ["warm-up"])
-    limits = Limits()
+    limits = settings.read(model_dir / settings.MODEL_CONFIG).limits
     expected = f"Bearer {token}" if token else None
     app = FastAPI()
 

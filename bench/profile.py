@@ -22,9 +22,9 @@ import psutil
 
 from bench.cells import Target, one_cell, warm_up
 from bench.reviews import review_mix, single_bodies
-from bench.stacks import archive, start_torchserve
+from bench.stacks import archive
 from bench.wrk import write_bodies
-from serving.server import ROOT, server_pid
+from serving.server import ROOT, launch, server_pid
 
 logger = logging.getLogger(__name__)
 OUT = ROOT / "bench" / "results"
@@ -88,9 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     work = ROOT / "bench" / "tmp" / time.strftime("profile-%Y%m%d-%H%M%S")
     work.mkdir(parents=True)
     bodies = write_bodies(single_bodies(review_mix(args.mix, 1000)), work)
-    server = start_torchserve(work / "ts", archive(work), {"vmargs": ""} if args.default_logging else None)
+    server = launch(work / "ts", archive(work), {"vmargs": ""} if args.default_logging else None)
     try:
-        target = Target("torchserve", server.base_url, server.token)
+        target = Target("torchserve", server.client.inference_url, server.token)
         warm_up(target, bodies)
         java = server_pid(work / "ts")
         workers = [

@@ -1,25 +1,23 @@
-"""The reviews every benchmark sends: real IMDB text when the shared data is there, else synthetic reviews."""
+"""The reviews every benchmark and test sends: real IMDB text when the data is there, else synthetic reviews."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import random
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-UNSUP = ROOT.parent / "shared" / "data" / "imdb" / "unsup.jsonl.gz"
+from model.data import DATA_DIR, IMDB_UNSUP, read_jsonl
 
 
-def load_reviews(n: int, path: Path = UNSUP, seed: int = 0) -> list[str]:
-    """The first `n` reviews of IMDB's unsup split (their lengths vary as real traffic does)."""
+def load_reviews(n: int, path: Path = DATA_DIR / IMDB_UNSUP, seed: int = 0) -> list[str]:
+    """The first `n` reviews of IMDB's unsup split (their lengths vary as real traffic does); without the data,
+    deterministic synthetic reviews of varied length, so that a clone without the data still runs."""
     if path.exists():
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            return [json.loads(line)["text"] for line, _ in zip(f, range(n), strict=False)]
+        return [r["text"] for r in read_jsonl(path, limit=n)]
     rng = random.Random(seed)
-    words = ["the", "film", "great", "boring", "plot", "awful", "brilliant", "story", "acting", "<br />"]
-    return [" ".join(rng.choice(words) for _ in range(rng.choice([20, 80, 230, 600]))) for _ in range(n)]
+    words = ["the", "film", "great", "boring", "plot", "awful", "brilliant", "story", "acting", "<br />", "!"]
+    return [" ".join(rng.choice(words) for _ in range(rng.choice([1, 5, 40, 230, 600, 2000]))) for _ in range(n)]
 
 
 def first_sentences(reviews: list[str], max_chars: int = 200) -> list[str]:

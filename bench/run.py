@@ -27,9 +27,9 @@ from bench.ceiling import ceiling
 from bench.cells import Target, median_cell, one_cell, warm_up
 from bench.plot import plot
 from bench.reviews import MIXES, instance_bodies, load_reviews, review_mix, single_bodies
-from bench.stacks import archive, start_peer, start_torchserve, unpack
+from bench.stacks import archive, start_peer, unpack
 from bench.wrk import write_bodies
-from serving.server import ROOT, read_properties
+from serving.server import ROOT, launch, read_properties
 
 logger = logging.getLogger(__name__)
 RESULTS = ROOT / "bench" / "results"
@@ -82,12 +82,12 @@ def targets(results: dict) -> list[dict]:
 def serve_both(work: Path, mar: Path, seconds: float, repeats: int) -> dict:
     single = {mix: write_bodies(single_bodies(review_mix(mix, 1000)), work) for mix in MIXES}
     batched = write_bodies(instance_bodies(load_reviews(2000), INSTANCES), work)
-    server = start_torchserve(work / "torchserve", mar)
+    server = launch(work / "torchserve", mar)
     peer = None
     try:
         peer = start_peer(unpack(mar, work / "peer-model"))
         stacks = {
-            "torchserve": Target("torchserve", server.base_url, server.token),
+            "torchserve": Target("torchserve", server.client.inference_url, server.token),
             "peer": Target("peer", peer.base_url, peer.token),
         }
         raw = {name: {"single": {(m, c): [] for m in MIXES for c in CONCURRENCY}, "instances": []} for name in stacks}

@@ -1,5 +1,5 @@
 -- wrk script for `make soak`: cycles through POST bodies read from a file (one JSON body a line), sends the
--- Bearer token from SOAK_TOKEN, counts every status, and prints one JSON line of results at the end.
+-- Bearer token from BENCH_TOKEN, counts every status, and prints one JSON line of results at the end.
 local bodies, n, i = {}, 0, 0
 statuses = {}  -- global: done() reads each thread's copy with thread:get
 local threads = {}
@@ -9,7 +9,7 @@ function setup(thread)
 end
 
 function init(args)
-  local headers = { ["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. os.getenv("SOAK_TOKEN") }
+  local headers = { ["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN") }
   for line in io.lines(args[1]) do
     n = n + 1
     bodies[n] = wrk.format("POST", args[2], headers, line)

@@ -11,12 +11,9 @@ and no worker grew its RSS by 10 % or more; the results go to a JSON file either
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import logging
-import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -25,32 +22,13 @@ from pathlib import Path
 
 import psutil
 
-from serving.client import ServingClient
-from serving.server import ROOT, loopback_properties, start, stop, wait_until_ready, write_properties
+from bench.reviews import load_reviews
+from bench.wrk import SOAK, run_wrk, write_bodies
+from serving.server import ROOT, launch, server_pid
 
 logger = logging.getLogger(__name__)
 LUA = Path(__file__).resolve().with_name("soak.lua")
-DATA = ROOT.parent / "shared" / "data" / "imdb" / "unsup.jsonl.gz"
 MAX_RSS_GROWTH = 0.10
-
-
-def reviews(n: int) -> list[str]:
-    """Real unlabelled IMDB reviews when the shared data is there, else synthetic ones of varied length."""
-    if DATA.exists():
-        with gzip.open(DATA, "rt", encoding="utf-8") as f:
-            return [json.loads(next(f))["text"] for _ in range(n)]
-    rng = random.Random(0)
-    words = ["the", "film", "great", "boring", "plot", "awful", "brilliant", "story", "acting", "slow"]
-    return [" ".join(rng.choice(words) for _ in range(rng.choice([5, 40, 230, 900]))) for _ in range(n)]
-
-
-def wrk(url: str, bodies: Path, token: str, connections: int, seconds: int) -> dict:
-    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(LUA), url]
-    cmd += ["--", str(bodies), "/predictions/sentiment"]
-    done = subprocess.run(cmd, capture_output=True, text=True, env={"SOAK_TOKEN": token, "PATH": "/usr/bin"})
-    if done.returncode != 0:
-        raise RuntimeError(f"wrk failed: {done.stderr.strip() or done.stdout.strip()}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def worker_rss(client) -> dict[int, int]:
@@ -64,48 +42,49 @@ def sample(client, stop_event: threading.Event, into: list) -> None:
 
 
 def run(seconds: int, connections: int, out: Path) -> dict:
-    if not shutil.which("wrk"):
-        raise SystemExit("wrk is missing: `make soak` installs it (apt-get install -y wrk)")
     workdir = Path(tempfile.mkdtemp(prefix="soak-"))
-    props = loopback_properties(ROOT / "model_store")
-    config = write_properties(ROOT / "config.properties", props, workdir / "config.properties")
-    client = ServingClient(props["inference_address"], props["management_address"], workdir / "key_file.json")
-    bodies = workdir / "bodies.jsonl"
-    bodies.write_text("".join(json.dumps({"text": t, "key": i}) + "\n" for i, t in enumerate(reviews(500))))
-    start(config, workdir)
+    bodies = write_bodies(
+        [json.dumps({"text": t, "key": i}).encode() for i, t in enumerate(load_reviews(500))], workdir
+    )
+    server = launch(workdir / "torchserve", ROOT / "model_store" / "sentiment.mar")
+    client = server.client
     try:
-        wait_until_ready(client, workdir=workdir)
-        token = client.keys()["inference"]
-        url = props["inference_address"]
+        url, token = client.inference_url, server.token
+
+        def wrk(load_seconds: int) -> dict:
+            return run_wrk(
+                url, "/predictions/sentiment", bodies, connections, load_seconds, token, script=SOAK, threads=2
+            )
+
         logger.info("warming up for 10 s")
-        warmup = wrk(url, bodies, token, connections, 10)
+        warmup = wrk(10)
         before = worker_rss(client)
         samples: list = []
         halt = threading.Event()
         sampler = threading.Thread(target=sample, args=(client, halt, samples), daemon=True)
         sampler.start()
         logger.info("soaking for %d s at concurrency %d", seconds, connections)
-        soak = wrk(url, bodies, token, connections, seconds)
+        soak = wrk(seconds)
         halt.set()
         sampler.join()
         after = worker_rss(client)
-        frontend_rss = psutil.Process(int((workdir / "tmp" / ".model_server.pid").read_text())).memory_info().rss
+        frontend_rss = psutil.Process(server_pid(server.workdir)).memory_info().rss
     finally:
-        stop(workdir)
+        server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     growth = {str(pid): (after[pid] - before[pid]) / before[pid] for pid in before if pid in after}
     answered = sum(soak["statuses"].values())
-    errors = sum(soak["errors"].values()) + sum(n for s, n in soak["statuses"].items() if s != "200")
+    errors = soak["errors"] + sum(n for s, n in soak["statuses"].items() if s != "200")
     errors += abs(soak["requests"] - answered)  # every request wrk counts must have been answered with a status
     result = {
         "seconds": seconds,
         "connections": connections,
         "requests": soak["requests"],
-        "requests_per_second": round(soak["requests"] / (soak["duration_us"] / 1e6), 1),
+        "requests_per_second": round(soak["req_per_s"], 1),
         "errors": errors,
         "statuses": soak["statuses"],
-        "socket_errors": soak["errors"],
-        "latency_ms": {k: round(v / 1000, 2) for k, v in soak["latency_us"].items()},
+        "socket_errors": soak["error_kinds"],
+        "latency_ms": {k: round(soak[f"{k}_ms"], 2) for k in ("p50", "p90", "p99", "max")},
         "worker_rss_mb_before": {str(p): round(v / 2**20, 1) for p, v in before.items()},
         "worker_rss_mb_after": {str(p): round(v / 2**20, 1) for p, v in after.items()},
         "worker_rss_mb_max": {

@@ -1,11 +1,10 @@
-"""Start and stop the two stacks under test on free loopback ports (never 8080-8082 / 7070-7071)."""
+"""The FastAPI peer and the archive the benchmarks serve; TorchServe itself starts by serving.server.launch."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,17 +16,7 @@ from pathlib import Path
 import requests
 
 from serving.archive import build
-from serving.client import ServingClient
-from serving.server import (
-    ROOT,
-    free_ports,
-    loopback_properties,
-    server_pid,
-    start,
-    stop,
-    wait_until_ready,
-    write_properties,
-)
+from serving.server import ROOT, free_ports
 
 logger = logging.getLogger(__name__)
 
@@ -45,53 +34,6 @@ def unpack(mar: Path, directory: Path) -> Path:
     with zipfile.ZipFile(mar) as z:
         z.extractall(directory)
     return directory
-
-
-@dataclass
-class TorchServe:
-    workdir: Path
-    base_url: str
-    metrics_url: str
-    client: ServingClient
-    started_in_s: float
-
-    @property
-    def token(self) -> str:
-        return self.client.keys().get("inference", "")
-
-    def stop(self) -> None:
-        stop(self.workdir)
-
-
-def start_torchserve(
-    workdir: Path, mar: Path, overrides: dict[str, str] | None = None, register: dict | None = None
-) -> TorchServe:
-    """TorchServe with the shipped config.properties (ports and model store replaced) serving `mar`.
-
-    With `register` (ServingClient.register arguments), the model is registered through the management API
-    after start-up instead of by load_models: the only way to get maxBatchDelay 0."""
-    workdir = workdir.resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    store = workdir / "model_store"
-    store.mkdir(exist_ok=True)
-    if mar.parent != store:
-        shutil.copy2(mar, store / "sentiment.mar")
-    props = {**loopback_properties(store), **(overrides or {})}
-    if register is not None:
-        props["load_models"] = ""
-    config = write_properties(ROOT / "config.properties", props, workdir / "config.properties")
-    client = ServingClient(props["inference_address"], props["management_address"], workdir / "key_file.json")
-    began = time.monotonic()
-    start(config, workdir)
-    try:
-        wait_until_ready(client, model=None if register else "sentiment", workdir=workdir, poll=0.05)
-        if register is not None:
-            client.register("sentiment.mar", **register)
-            wait_until_ready(client, workdir=workdir, poll=0.05)
-    except Exception:
-        stop(workdir)
-        raise
-    return TorchServe(workdir, props["inference_address"], props["metrics_address"], client, time.monotonic() - began)
 
 
 @dataclass
@@ -136,8 +78,3 @@ def start_peer(model_dir: Path, workers: int = 2, token: str = "peer-token", tim
         time.sleep(0.2)
     peer.stop()
     raise TimeoutError("the FastAPI peer did not answer in time")
-
-
-def torchserve_alive(workdir: Path) -> bool:
-    pid = server_pid(workdir)
-    return pid is not None and Path(f"/proc/{pid}").exists()

@@ -1,4 +1,8 @@
-"""Run Debian's wrk (one thread: it costs little CPU beside the servers) with load.lua; parse its JSON line."""
+"""Run Debian's wrk with a Lua script that prints one JSON line of results, and parse that line.
+
+load.lua, for the benchmarks, has no per-response hook: wrk then skips parsing each answer into Lua, which would
+cost its one thread throughput at high request rates. soak.lua counts every status, which a soak must.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parent / "load.lua"
+LOAD = Path(__file__).resolve().parent / "load.lua"
+SOAK = Path(__file__).resolve().parent / "soak.lua"
 
 
 def wrk_binary() -> str:
@@ -28,17 +33,27 @@ def write_bodies(bodies: list[bytes], directory: Path) -> Path:
     return Path(name)
 
 
-def run_wrk(base_url: str, path: str, bodies_file: Path, connections: int, seconds: float, token: str | None) -> dict:
-    """One cell: `connections` closed-loop clients for `seconds`; req/s, latency percentiles (ms), errors."""
+def run_wrk(
+    base_url: str,
+    path: str,
+    bodies_file: Path,
+    connections: int,
+    seconds: float,
+    token: str | None,
+    script: Path = LOAD,
+    threads: int = 1,
+) -> dict:
+    """One cell: `connections` closed-loop clients for `seconds`; req/s, latency percentiles (ms), errors, and
+    with soak.lua every status counted. One wrk thread by default: it costs little CPU beside the servers."""
     cmd = [
         wrk_binary(),
-        "-t1",
+        f"-t{threads}",
         f"-c{connections}",
         f"-d{max(1, round(seconds))}s",
         "--timeout",
         "10s",
         "-s",
-        str(SCRIPT),
+        str(script),
         base_url,
         "--",
         str(bodies_file),
@@ -51,6 +66,7 @@ def run_wrk(base_url: str, path: str, bodies_file: Path, connections: int, secon
     errors = sum(raw["errors"].values())
     return {
         "connections": connections,
+        "seconds": seconds_run,
         "requests": raw["requests"],
         "req_per_s": raw["requests"] / seconds_run,
         "ok_per_s": (raw["requests"] - raw["errors"]["status"]) / seconds_run,
@@ -60,4 +76,5 @@ def run_wrk(base_url: str, path: str, bodies_file: Path, connections: int, secon
         "max_ms": raw["latency_us"]["max"] / 1000,
         "errors": errors,
         "error_kinds": {k: v for k, v in raw["errors"].items() if v},
+        "statuses": raw.get("statuses", {}),
     }

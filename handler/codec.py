@@ -1,4 +1,4 @@
-"""Request decoding and response encoding for the sentiment service: pure functions, no TorchServe import.
+"""Request decoding and response encoding for the sentiment service: pure functions, no torch or TorchServe.
 
 Accepted on POST /predictions/sentiment:
   text/plain                    one review                          -> one prediction object
@@ -6,7 +6,7 @@ Accepted on POST /predictions/sentiment:
   application/json {"instances": [{"text"|"reviews": ..., "key": ...} | "review", ...]}
                                                                     -> {"predictions": [...]} in the same order
 
-Decisions for input that is not what a client should send (README "Failure modes" has the whole table):
+Decisions for input that is not what a client should send (docs/api.md has the whole catalogue):
   - A request that is unusable as a whole gets one 4xx error body; inside `instances`, a bad instance gets an
     error object in its own slot and the other instances are still scored (the request answers 200).
   - A text/plain body is always review text, even when it looks like JSON; no Content-Type means text/plain;
@@ -19,6 +19,8 @@ Decisions for input that is not what a client should send (README "Failure modes
     escapes) cannot be encoded and are refused with 400.
   - Reviews are truncated to the model's max_tokens; beyond Limits.max_chars characters they are refused (413),
     and so is a request with more than Limits.max_instances instances.
+  - Every prediction says how much of the review the vocabulary covered (`unknown_token_fraction`), and flags
+    `out_of_vocabulary` when the model knew too few of its words for the probability to be a verdict.
 """
 
 from __future__ import annotations
@@ -26,19 +28,16 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from handler.errors import BadRequest, PayloadTooLarge, ServingError, UnsupportedMediaType
-from model.infer import sigmoid
+from handler.errors import ServingError
+from handler.settings import Limits
 
 Key = str | int | float | None
 TEXT_FIELDS = ("text", "reviews")  # "reviews" is the book's field name
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_chars: int = 100_000  # a review longer than this is refused (413); longer token runs are truncated
-    max_instances: int = 256  # instances per request; more is refused (413)
-    max_key_chars: int = 256  # keys are identifiers, not payloads
+# Above this share of unknown tokens the logit is mostly the model's bias: the answer says so rather than
+# passing the prior off as a verdict ("meh", emoji, a review in another language).
+OUT_OF_VOCABULARY = 0.5
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ class Request:
     """One decoded HTTP request: its instances (or per-instance errors) and whether it used `instances`."""
 
     items: list[Instance | ServingError] = field(default_factory=list)
-    batched: bool = False
+    uses_instances: bool = False  # answered as {"predictions": [...]}, one slot per instance
 
     def texts(self) -> list[str]:
         return [item.text for item in self.items if isinstance(item, Instance)]
@@ -65,15 +64,15 @@ def _media_type(content_type: str | None) -> str:
 def check_text(text: object, limits: Limits) -> str:
     """The review text, or the ServingError a client gets for it (the batch job uses it for its error rows)."""
     if text is None:
-        raise BadRequest("missing_text", 'a review needs a "text" field holding a string')
+        raise ServingError("missing_text", 'a review needs a "text" field holding a string')
     if not isinstance(text, str):
-        raise BadRequest("invalid_text", f'"text" must be a string, got {type(text).__name__}')
+        raise ServingError("invalid_text", f'"text" must be a string, got {type(text).__name__}')
     if len(text) > limits.max_chars:
-        raise PayloadTooLarge("text_too_long", f"a review may hold at most {limits.max_chars} characters")
+        raise ServingError("text_too_long", f"a review may hold at most {limits.max_chars} characters")
     if not _encodable(text):
-        raise BadRequest("invalid_text", "the review text holds lone UTF-16 surrogates")
+        raise ServingError("invalid_text", "the review text holds lone UTF-16 surrogates")
     if not any(ch.isprintable() and not ch.isspace() for ch in text):
-        raise BadRequest("empty_text", "the review text is empty or holds only whitespace and control characters")
+        raise ServingError("empty_text", "the review text is empty or holds only whitespace and control characters")
     return text
 
 
@@ -81,13 +80,13 @@ def _check_key(key: object, limits: Limits) -> Key:
     if key is None:
         return None
     if isinstance(key, bool) or not isinstance(key, (str, int, float)):
-        raise BadRequest("invalid_key", f'"key" must be a string or a number, got {type(key).__name__}')
+        raise ServingError("invalid_key", f'"key" must be a string or a number, got {type(key).__name__}')
     if isinstance(key, float) and not math.isfinite(key):
-        raise BadRequest("invalid_key", '"key" must be a finite number')
+        raise ServingError("invalid_key", '"key" must be a finite number')
     if isinstance(key, str) and len(key) > limits.max_key_chars:
-        raise BadRequest("invalid_key", f'"key" may hold at most {limits.max_key_chars} characters')
+        raise ServingError("invalid_key", f'"key" may hold at most {limits.max_key_chars} characters')
     if isinstance(key, str) and not _encodable(key):
-        raise BadRequest("invalid_key", '"key" holds lone UTF-16 surrogates')
+        raise ServingError("invalid_key", '"key" holds lone UTF-16 surrogates')
     return key
 
 
@@ -105,7 +104,7 @@ def _instance(obj: object, limits: Limits) -> Instance:
     if isinstance(obj, str):
         return Instance(check_text(obj, limits))
     if not isinstance(obj, dict):
-        raise BadRequest("invalid_instance", f"an instance must be an object or a string, got {_json_type(obj)}")
+        raise ServingError("invalid_instance", f"an instance must be an object or a string, got {_json_type(obj)}")
     key = _check_key(obj.get("key"), limits)
     text = next((obj[f] for f in TEXT_FIELDS if f in obj), None)
     return Instance(check_text(text, limits), key)
@@ -117,7 +116,7 @@ def _json_type(obj: object) -> str:
 
 def _from_json(payload: object, limits: Limits) -> Request:
     if not isinstance(payload, dict):
-        raise BadRequest(
+        raise ServingError(
             "invalid_request",
             f"the body must be a JSON object, got {_json_type(payload)}; "
             'send {"text": ...} or {"instances": [...]}',
@@ -126,16 +125,16 @@ def _from_json(payload: object, limits: Limits) -> Request:
         return Request([_instance(payload, limits)])
     instances = payload["instances"]
     if not isinstance(instances, list) or not instances:
-        raise BadRequest("invalid_instances", '"instances" must be a non-empty array')
+        raise ServingError("invalid_instances", '"instances" must be a non-empty array')
     if len(instances) > limits.max_instances:
-        raise PayloadTooLarge("too_many_instances", f"a request may hold at most {limits.max_instances} instances")
+        raise ServingError("too_many_instances", f"a request may hold at most {limits.max_instances} instances")
     items: list[Instance | ServingError] = []
     for obj in instances:
         try:
             items.append(_instance(obj, limits))
         except ServingError as err:
             items.append(err)
-    return Request(items, batched=True)
+    return Request(items, uses_instances=True)
 
 
 def decode(body: object, content_type: str | None, limits: Limits) -> Request:
@@ -146,48 +145,64 @@ def decode(body: object, content_type: str | None, limits: Limits) -> Request:
     """
     media = _media_type(content_type)
     if media not in ("application/json", "text/plain", ""):  # form bodies too: TorchServe splits them into fields
-        raise UnsupportedMediaType("unsupported_media_type", "send Content-Type application/json or text/plain")
+        raise ServingError("unsupported_media_type", "send Content-Type application/json or text/plain")
     if not isinstance(body, (str, bytes, bytearray)) and body is not None:  # JSON already parsed by TorchServe
         return _from_json(body, limits)
     if body is None or len(body) == 0:
-        raise BadRequest("empty_body", "the request body is empty")
+        raise ServingError("empty_body", "the request body is empty")
     if isinstance(body, (bytes, bytearray)):
         try:
             body = bytes(body).decode("utf-8")
         except UnicodeDecodeError:
-            raise BadRequest("invalid_utf8", "the request body is not valid UTF-8") from None
+            raise ServingError("invalid_utf8", "the request body is not valid UTF-8") from None
     if media == "application/json":
         try:
             payload = json.loads(body)
         except (ValueError, RecursionError):  # JSONDecodeError, or an integer beyond Python's 4300 digits
-            raise BadRequest("invalid_json", "the request body is not valid JSON") from None
+            raise ServingError("invalid_json", "the request body is not valid JSON") from None
         return _from_json(payload, limits)
     return Request([Instance(check_text(body, limits))])
 
 
-def prediction(logit: float, key: Key, version: str) -> dict:
+class Scored(Protocol):
+    """What the model says of one review (model.infer.Score; the codec itself never imports torch)."""
+
+    logit: float
+    unknown_fraction: float
+
+
+def sigmoid(logit: float) -> float:
+    """Numerically stable logistic function."""
+    if logit >= 0:
+        return 1.0 / (1.0 + math.exp(-logit))
+    z = math.exp(logit)
+    return z / (1.0 + z)
+
+
+def prediction(score: Scored, key: Key, version: str) -> dict:
     """The prediction object; the key is echoed unchanged and is never a model input."""
-    p = sigmoid(logit)
     out = {} if key is None else {"key": key}
     out.update(
-        positive_review_probability=p,
-        positive_review_logits=logit,
-        label="positive" if logit >= 0.0 else "negative",
+        positive_review_probability=sigmoid(score.logit),
+        positive_review_logits=score.logit,
+        label="positive" if score.logit >= 0.0 else "negative",
+        unknown_token_fraction=round(score.unknown_fraction, 4),
+        out_of_vocabulary=score.unknown_fraction > OUT_OF_VOCABULARY,
         model_version=version,
     )
     return out
 
 
-def respond(request: Request, logits: list[float], version: str) -> tuple[int, dict]:
-    """(HTTP status, body) for one request, consuming its share of the batch's logits in order."""
-    it = iter(logits)
+def respond(request: Request, scores: list[Scored], version: str) -> tuple[int, dict]:
+    """(HTTP status, body) for one request, consuming its share of the batch's scores in order."""
+    it = iter(scores)
     answers = []
     for item in request.items:
         if isinstance(item, ServingError):
             answers.append(item.body())
         else:
             answers.append(prediction(next(it), item.key, version))
-    if request.batched:
+    if request.uses_instances:
         return 200, {"predictions": answers}
     return 200, answers[0]
 

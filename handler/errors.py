@@ -1,44 +1,62 @@
-"""Error taxonomy: every failure a client can see, with its HTTP status and a stable machine-readable code.
+"""The error registry: every failure a client can see, by cause, with its HTTP status and stable code.
 
-A `ServingError` raised for one request (or one instance) answers that request alone; anything else is a bug,
-logged with the request id and answered with a generic `InternalError` that reveals no internals.
+One table: the codec raises these codes, the batch job writes them in its `error` column, and README's table of
+codes is checked against it by tests/unit/test_errors.py. A `ServingError` raised for one request (or one
+instance) answers that request alone; anything else is a bug, logged with the request id and answered with
+`internal_error`, which reveals no internals.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ErrorCode:
+    code: str
+    status: int
+    cause: str  # when a client gets it, in the words of README's table
+
+
+ERRORS: dict[str, ErrorCode] = {
+    e.code: e
+    for e in (
+        # the body as a whole
+        ErrorCode("empty_body", 400, "the request body is empty"),
+        ErrorCode("invalid_utf8", 400, "the body is not valid UTF-8"),
+        ErrorCode("invalid_json", 400, "the body (or a batch row's JSON text) is not valid JSON"),
+        ErrorCode("invalid_request", 400, "the JSON body is not an object"),
+        ErrorCode("invalid_instances", 400, '"instances" is not a non-empty array'),
+        ErrorCode("unsupported_media_type", 415, "the Content-Type is not application/json or text/plain"),
+        ErrorCode("too_many_instances", 413, "more instances than `max_instances`"),
+        # one review (a whole request, or one slot of `instances`)
+        ErrorCode("invalid_instance", 400, "an instance is neither an object nor a string"),
+        ErrorCode("missing_text", 400, 'no "text" (or "reviews") field, or it is null'),
+        ErrorCode("invalid_text", 400, "the text is not a string, or holds lone UTF-16 surrogates"),
+        ErrorCode("empty_text", 400, "the text is empty or holds only whitespace and control characters"),
+        ErrorCode("text_too_long", 413, "the text is longer than `max_chars` characters"),
+        ErrorCode("invalid_key", 400, '"key" is not a string or finite number, or is longer than `max_key_chars`'),
+        # the server
+        ErrorCode("internal_error", 500, "the handler failed on this request (a bug); logged with its request id"),
+    )
+}
+
 
 class ServingError(Exception):
-    status = 500
-    phrase = "Internal Server Error"
+    """A failure answered to the client: `code` from ERRORS (which gives the status) and a message for people."""
 
     def __init__(self, code: str, message: str) -> None:
+        if code not in ERRORS:
+            raise ValueError(f"unregistered error code {code!r}: add it to handler.errors.ERRORS")
         super().__init__(message)
         self.code = code
+        self.status = ERRORS[code].status
         self.message = message
 
     def body(self) -> dict:
         return {"error": {"code": self.code, "message": self.message}}
 
 
-class BadRequest(ServingError):
-    status = 400
-    phrase = "Bad Request"
-
-
-class PayloadTooLarge(ServingError):
-    status = 413
-    phrase = "Payload Too Large"
-
-
-class UnsupportedMediaType(ServingError):
-    status = 415
-    phrase = "Unsupported Media Type"
-
-
-class InternalError(ServingError):
-    status = 500
-    phrase = "Internal Server Error"
-
-    def __init__(self, request_id: str | None = None) -> None:
-        where = f" (request id {request_id})" if request_id else ""
-        super().__init__("internal_error", f"the server failed to score this request{where}; it has been logged")
+def internal_error(request_id: str | None = None) -> ServingError:
+    where = f" (request id {request_id})" if request_id else ""
+    return ServingError("internal_error", f"the server failed to score this request{where}; it has been logged")

@@ -1,23 +1,22 @@
 """TorchServe handler: a thin adapter from TorchServe's batch to the pure functions in handler.codec and model.
 
-decode every request -> tokenize the whole batch in one call -> TorchScript forward -> sigmoid -> encode,
-exactly one answer per request, each with its own status and Content-Type.
+preprocess (decode every request) -> inference (one tokenizer call and one TorchScript forward pass for the
+whole batch) -> postprocess (sigmoid, encode): exactly one answer per request, each with its own status.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 import traceback
 from pathlib import Path
 
-import torch
 from ts.metrics.metric_type_enum import MetricTypes
 
-from handler.codec import Limits, Request, decode, dumps, error_response, respond
-from handler.errors import InternalError, ServingError
-from model.infer import load_scorer, score
+from handler import settings
+from handler.codec import Request, decode, dumps, error_response, respond
+from handler.errors import ServingError, internal_error
+from model.infer import Score, limit_threads, load_scorer, score
 
 logger = logging.getLogger(__name__)
 JSON = "application/json"
@@ -27,56 +26,51 @@ JSON = "application/json"
 TIMINGS_EVERY_S = 0.1
 PER_BATCH_LINE = "Backend received inference at: %d"
 
-
-def handler_settings(model_yaml_config: dict | None) -> tuple[Limits, int]:
-    """(request limits, torch threads) from the `handler:` section of model-config.yaml."""
-    section = (model_yaml_config or {}).get("handler") or {}
-    unknown = set(section) - {"max_chars", "max_instances", "max_key_chars", "torch_threads"}
-    if unknown:
-        raise ValueError(f"model-config.yaml handler: unknown settings {sorted(unknown)}")
-    threads = int(section.get("torch_threads", 1))
-    limits = Limits(**{k: int(v) for k, v in section.items() if k != "torch_threads"})
-    if threads < 1 or min(limits.max_chars, limits.max_instances, limits.max_key_chars) < 1:
-        raise ValueError("model-config.yaml handler: torch_threads and every limit must be >= 1")
-    return limits, threads
+Decoded = Request | ServingError  # one request after preprocess
+Scored = list[Score] | ServingError  # its share of the batch after inference
 
 
 class SentimentHandler:
     def __init__(self) -> None:
         self.scorer = None
-        self.limits = Limits()
-        self.initialized = False
+        self.limits = None
         self.timings: dict[str, float] = {}  # seconds spent per stage by the last score() call
         self.next_timings = 0.0  # time.monotonic() from which the next batch reports its timings
 
     def initialize(self, context) -> None:
         """Load everything once per worker, or fail now with a message that says how to fix it."""
         model_dir = Path(context.system_properties["model_dir"])
-        self.limits, threads = handler_settings(getattr(context, "model_yaml_config", None))
-        torch.set_num_threads(threads)  # TorchServe sets none; workers must not fight over the cores
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # nor the tokenizer's own thread pool
+        handler_settings = settings.parse(getattr(context, "model_yaml_config", None))
+        self.limits = handler_settings.limits
+        limit_threads(handler_settings.torch_threads)
         for log_handler in logging.getLogger().handlers:  # the worker's stdout, read line by line by the frontend
             log_handler.addFilter(_not_per_batch_line)
         self.scorer = load_scorer(model_dir)  # the version comes from the archive's own MANIFEST.json
-        score(self.scorer, ["warm-up"])  # the first forward pass pays one-off costs; not a client's request
-        self.initialized = True
+        self.predict(["warm-up"])  # the first forward pass pays one-off costs; not a client's request
         logger.info(
-            "sentiment model %s loaded from %s with %d torch thread(s)", self.scorer.version, model_dir, threads
+            "sentiment model %s loaded from %s with %d torch thread(s)",
+            self.scorer.version,
+            model_dir,
+            handler_settings.torch_threads,
         )
 
     def handle(self, data: list[dict], context) -> list[bytes]:
-        requests: list[Request | ServingError] = [self._decode(idx, row, context) for idx, row in enumerate(data)]
-        logits = self._score_batch(requests, context)
-        return [self._answer(idx, request, logits[idx], context) for idx, request in enumerate(requests)]
+        requests = self.preprocess(data, context)
+        scores = self.inference(requests, context)
+        return self.postprocess(requests, scores, context)
 
-    def _score_batch(self, requests: list[Request | ServingError], context) -> list[list[float] | ServingError]:
-        """Each request's logits from one forward pass; if that fails, each request is scored alone so a bug
+    def preprocess(self, data: list[dict], context) -> list[Decoded]:
+        """Each request decoded on its own: a malformed one becomes its own error, never its neighbours'."""
+        return [self._decode(idx, row, context) for idx, row in enumerate(data)]
+
+    def inference(self, requests: list[Decoded], context) -> list[Scored]:
+        """Each request's scores from one forward pass; if that fails, each request is scored alone so a bug
         triggered by one input fails only that request (logged with its id), never its batch neighbours."""
         texts = [r.texts() if isinstance(r, Request) else [] for r in requests]
         metrics = getattr(context, "metrics", None)
         try:
             self.timings = {}
-            flat = self.score([t for ts in texts for t in ts])
+            flat = self.predict([t for ts in texts for t in ts])
             if metrics is not None and time.monotonic() >= self.next_timings:  # histograms from metrics.yaml
                 self.next_timings = time.monotonic() + TIMINGS_EVERY_S
                 for name, seconds in self.timings.items():
@@ -87,36 +81,28 @@ class SentimentHandler:
                 _ids(context, len(requests)),
                 where(err),
             )
-            return [self._score_alone(idx, ts, context) for idx, ts in enumerate(texts)]
+            return [self._predict_alone(idx, ts, context) for idx, ts in enumerate(texts)]
         out, start = [], 0
         for ts in texts:
             out.append(flat[start : start + len(ts)])
             start += len(ts)
         return out
 
-    def _score_alone(self, idx: int, texts: list[str], context) -> list[float] | ServingError:
+    def predict(self, texts: list[str]) -> list[Score]:
+        """The model call: texts in, scores out (tokenize and forward times land in self.timings)."""
+        return score(self.scorer, texts, self.timings)
+
+    def postprocess(self, requests: list[Decoded], scores: list[Scored], context) -> list[bytes]:
+        return [self._answer(idx, request, scores[idx], context) for idx, request in enumerate(requests)]
+
+    def _predict_alone(self, idx: int, texts: list[str], context) -> Scored:
         try:
-            return self.score(texts)
+            return self.predict(texts)
         except Exception as err:  # noqa: BLE001 - a bug: this request alone gets a generic 500
             logger.error("scoring failed for request %s: %s", _id(context, idx), where(err))
-            return InternalError(_id(context, idx))
+            return internal_error(_id(context, idx))
 
-    def score(self, texts: list[str]) -> list[float]:
-        return score(self.scorer, texts, self.timings)  # tokenize and forward times land in self.timings
-
-    def _answer(self, idx: int, request: Request | ServingError, logits, context) -> bytes:
-        """One request's reply; an unexpected failure here too is a generic 500 for that request alone."""
-        try:
-            if isinstance(logits, ServingError):
-                request = logits
-            if isinstance(request, ServingError):
-                return self._reply(context, idx, *error_response(request))
-            return self._reply(context, idx, *respond(request, logits, self.scorer.version))
-        except Exception as err:  # noqa: BLE001 - a bug: this request alone gets a generic 500
-            logger.error("encoding the answer failed for request %s: %s", _id(context, idx), where(err))
-            return self._reply(context, idx, *error_response(InternalError(_id(context, idx))))
-
-    def _decode(self, idx: int, row: dict, context) -> Request | ServingError:
+    def _decode(self, idx: int, row: dict, context) -> Decoded:
         body = row.get("body") if row.get("body") is not None else row.get("data")
         try:
             return decode(body, _content_type(context, idx), self.limits)
@@ -125,13 +111,25 @@ class SentimentHandler:
             return err
         except Exception as err:  # noqa: BLE001 - a bug: this request alone gets a generic 500
             logger.error("decoding failed for request %s: %s", _id(context, idx), where(err))
-            return InternalError(_id(context, idx))
+            return internal_error(_id(context, idx))
 
-    @staticmethod
-    def _reply(context, idx: int, status: int, body: dict) -> bytes:
-        context.set_response_status(status, "OK" if status == 200 else body["error"]["code"], idx)
-        context.set_response_content_type(idx, JSON)
-        return dumps(body)
+    def _answer(self, idx: int, request: Decoded, scores: Scored, context) -> bytes:
+        """One request's reply; an unexpected failure here too is a generic 500 for that request alone."""
+        try:
+            if isinstance(scores, ServingError):
+                request = scores
+            if isinstance(request, ServingError):
+                return _reply(context, idx, *error_response(request))
+            return _reply(context, idx, *respond(request, scores, self.scorer.version))
+        except Exception as err:  # noqa: BLE001 - a bug: this request alone gets a generic 500
+            logger.error("encoding the answer failed for request %s: %s", _id(context, idx), where(err))
+            return _reply(context, idx, *error_response(internal_error(_id(context, idx))))
+
+
+def _reply(context, idx: int, status: int, body: dict) -> bytes:
+    context.set_response_status(status, "OK" if status == 200 else body["error"]["code"], idx)
+    context.set_response_content_type(idx, JSON)
+    return dumps(body)
 
 
 def _not_per_batch_line(record: logging.LogRecord) -> bool:

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import csv
 import gzip
+import itertools
 import json
+import os
 from pathlib import Path
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+# The data directory: beside the repository by default (../shared/data); SENTIMENT_DATA_DIR, or `make ...
+# DATA_DIR=...`, points elsewhere. Nothing under it is ever copied into the project.
+DATA_DIR = Path(os.environ.get("SENTIMENT_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
+IMDB_TRAIN = Path("imdb") / "train.jsonl.gz"  # 25,000 labeled reviews: id, text, rating, label
+IMDB_UNSUP = Path("imdb") / "unsup.jsonl.gz"  # 50,000 unlabeled reviews
+SST2_DEV = Path("sst2") / "dev.tsv"  # short phrases: out of domain
 
 
-def read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path, limit: int | None = None) -> list[dict]:
+    """The records of a JSONL file (gzipped or not), the first `limit` of them if given."""
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        return [json.loads(line) for line in itertools.islice((line for line in f if line.strip()), limit)]
 
 
 def book_split(rows: list[dict], val_every: int) -> tuple[list[dict], list[dict]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from model.config import ModelConfig
-from model.text import encode_batch, load_tokenizer
+from model.text import UNK, encode_batch, load_tokenizer
 
 TORCHSCRIPT_FILE = "sentiment.pt"
 CONFIG_FILE = "config.json"
@@ -25,6 +25,20 @@ class Scorer:
     tokenizer: object
     max_tokens: int
     version: str
+    unk_id: int  # the id of [UNK]: a token outside the vocabulary
+
+
+@dataclass(frozen=True)
+class Score:
+    """One review's answer from the model: its logit, and how much of the review the vocabulary covered."""
+
+    logit: float  # positive_review_logits
+    tokens: int  # after truncation to max_tokens
+    unknown_tokens: int  # tokens outside the vocabulary, all embedded as [UNK]
+
+    @property
+    def unknown_fraction(self) -> float:
+        return self.unknown_tokens / self.tokens if self.tokens else 1.0
 
 
 def load_scorer(directory: Path) -> Scorer:
@@ -40,7 +54,8 @@ def load_scorer(directory: Path) -> Scorer:
     version = "dev"
     if (directory / MANIFEST).exists():
         version = json.loads((directory / MANIFEST).read_text())["model"]["modelVersion"]
-    return Scorer(model, load_tokenizer(directory / TOKENIZER_DIR), cfg.max_tokens, version)
+    tokenizer = load_tokenizer(directory / TOKENIZER_DIR)
+    return Scorer(model, tokenizer, cfg.max_tokens, version, tokenizer.convert_tokens_to_ids(UNK))
 
 
 def tokenize(scorer: Scorer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,8 +69,17 @@ def forward(scorer: Scorer, batch: tuple[torch.Tensor, torch.Tensor]) -> list[fl
         return scorer.model(*batch).tolist()
 
 
-def score(scorer: Scorer, texts: list[str], timings: dict[str, float] | None = None) -> list[float]:
-    """positive_review_logits for each text, one forward pass for the whole batch.
+def scores(scorer: Scorer, batch: tuple[torch.Tensor, torch.Tensor], logits: list[float]) -> list[Score]:
+    """Each review's Score: its logit, and its token and unknown-token counts from the flat ids and offsets."""
+    ids, offsets = batch
+    lengths = torch.diff(offsets, append=torch.tensor([ids.numel()]))
+    review = torch.repeat_interleave(torch.arange(len(offsets)), lengths)
+    unknown = torch.zeros(len(offsets), dtype=torch.long).index_add_(0, review, (ids == scorer.unk_id).long())
+    return [Score(*s) for s in zip(logits, lengths.tolist(), unknown.tolist(), strict=True)]
+
+
+def score(scorer: Scorer, texts: list[str], timings: dict[str, float] | None = None) -> list[Score]:
+    """A Score for each text, one tokenizer call and one forward pass for the whole batch.
 
     With `timings`, the seconds spent tokenizing and in the forward pass are stored there (the handler reports
     them as TokenizeTime and ForwardTime on the metrics port)."""
@@ -67,12 +91,11 @@ def score(scorer: Scorer, texts: list[str], timings: dict[str, float] | None = N
     logits = forward(scorer, batch)
     if timings is not None:
         timings.update(TokenizeTime=tokenized - started, ForwardTime=time.perf_counter() - tokenized)
-    return logits
+    return scores(scorer, batch, logits)
 
 
-def sigmoid(logit: float) -> float:
-    """Numerically stable logistic function."""
-    if logit >= 0:
-        return 1.0 / (1.0 + math.exp(-logit))
-    z = math.exp(logit)
-    return z / (1.0 + z)
+def limit_threads(torch_threads: int) -> None:
+    """One process, `torch_threads` cores: a TorchServe worker or a Spark task shares the machine with its peers,
+    so neither torch's intra-op pool nor the tokenizer's own thread pool may spread over every core."""
+    torch.set_num_threads(torch_threads)
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"

@@ -1,4 +1,4 @@
-"""Train the classifier on IMDB: `python -m model.train [--data-dir ../shared/data] [--out model/artifacts]`."""
+"""Train the classifier on IMDB: `python -m model.train [--data-dir DIR] [--out model/artifacts]`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from model.config import ModelConfig
-from model.data import DEFAULT_DATA_DIR, book_split, read_jsonl, read_sst2
+from model.data import DATA_DIR, IMDB_TRAIN, SST2_DEV, book_split, read_jsonl, read_sst2
 from model.net import SentimentNet
 from model.text import build_tokenizer, pack, token_ids
 
@@ -39,7 +39,7 @@ def evaluate(net: SentimentNet, ids: list[list[int]], labels: list[int], batch_s
 def train(cfg: ModelConfig, data_dir: Path, out: Path) -> dict:
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    train_rows, val_rows = book_split(read_jsonl(data_dir / "imdb" / "train.jsonl.gz"), cfg.val_every)
+    train_rows, val_rows = book_split(read_jsonl(data_dir / IMDB_TRAIN), cfg.val_every)
     logger.info("IMDB: %d training, %d validation reviews", len(train_rows), len(val_rows))
 
     tokenizer = build_tokenizer((r["text"] for r in train_rows), cfg.vocab_size, cfg.min_frequency, cfg.max_tokens)
@@ -77,7 +77,7 @@ def train(cfg: ModelConfig, data_dir: Path, out: Path) -> dict:
 
     net.load_state_dict(best[1])
     val_loss, val_acc = evaluate(net, val_ids, val_labels)
-    sst_texts, sst_labels = read_sst2(data_dir / "sst2" / "dev.tsv")
+    sst_texts, sst_labels = read_sst2(data_dir / SST2_DEV)
     _, sst_acc = evaluate(net, token_ids(tokenizer, sst_texts, cfg.max_tokens), sst_labels)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -119,7 +119,7 @@ def plot_curve(history: list[dict], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="holds imdb/ and sst2/")
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR, help="holds imdb/ and sst2/ (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=ARTIFACTS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

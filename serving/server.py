@@ -13,10 +13,12 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from serving.client import ServingClient
@@ -174,6 +176,73 @@ def _pings(client: ServingClient) -> bool:
         return client.ping()
     except ValueError:  # key_file.json caught half-written by a fast poll
         return False
+
+
+@dataclass
+class Instance:
+    """A TorchServe started by `launch`: its working directory, settings and a client for its APIs."""
+
+    workdir: Path
+    properties: dict[str, str]
+    client: ServingClient
+    started_in_s: float  # from `torchserve --start` to the first answer
+
+    @property
+    def model_store(self) -> Path:
+        return Path(self.properties["model_store"])
+
+    @property
+    def logs(self) -> Path:
+        return self.workdir / "logs"
+
+    @property
+    def metrics_url(self) -> str:
+        return self.properties["metrics_address"]
+
+    @property
+    def token(self) -> str:
+        return self.client.keys().get("inference", "")
+
+    def stop(self) -> None:
+        stop(self.workdir)
+
+
+def launch(
+    workdir: Path,
+    mar: Path,
+    overrides: dict[str, str] | None = None,
+    register: dict | None = None,
+    config: Path = ROOT / "config.properties",
+) -> Instance:
+    """TorchServe in its own `workdir` with `config` (the shipped config.properties), every port moved to a free
+    loopback one and a model store of its own holding `mar` as sentiment.mar; returns once the model answers.
+
+    Tests and benchmarks start every extra instance here, beside `make serve`'s. With `register`
+    (ServingClient.register arguments), the model is registered through the management API after start-up
+    instead of by load_models: the only way to get maxBatchDelay 0."""
+    workdir = Path(workdir).resolve()
+    store = workdir / "model_store"
+    store.mkdir(parents=True, exist_ok=True)
+    if Path(mar).resolve() != (store / "sentiment.mar").resolve():
+        shutil.copy2(mar, store / "sentiment.mar")
+    props = {**loopback_properties(store), **(overrides or {})}
+    if register is not None:
+        props["load_models"] = ""
+    config = write_properties(config, props, workdir / "config.properties")
+    client = ServingClient(props["inference_address"], props["management_address"], workdir / "key_file.json")
+    began = time.monotonic()
+    start(config, workdir)
+    try:
+        loads_model = register is None and "sentiment" in props.get("load_models", "sentiment")
+        model = "sentiment" if loads_model else None
+        wait_until_ready(client, model, workdir=workdir, poll=0.05)
+        if register is not None:
+            client.register("sentiment.mar", **register)
+            wait_until_ready(client, workdir=workdir, poll=0.05)
+    except Exception:
+        stop(workdir)
+        raise
+    return Instance(workdir, props, client, time.monotonic() - began)
 
 
 def curl_example(client: ServingClient) -> str:

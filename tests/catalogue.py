@@ -1,7 +1,7 @@
 """The bad-input catalogue: every request a client should not send, with the answer it gets.
 
 One table drives the in-process handler test (tests/unit/test_catalogue.py) and the same requests against a
-real TorchServe (tests/integration/test_bad_input.py). README "Failure modes" documents the same decisions.
+real TorchServe (tests/integration/test_bad_input.py). docs/api.md documents the same decisions.
 """
 
 from __future__ import annotations
@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from handler import settings
+from serving.server import ROOT, read_properties
+
 JSON = "application/json"
 TEXT = "text/plain"
 GOOD = "The film is fast moving and has several great action scenes."
-MAX_CHARS = 100_000  # model-config.yaml handler.max_chars
-MAX_INSTANCES = 256  # model-config.yaml handler.max_instances
-MAX_REQUEST_SIZE = 6_553_500  # config.properties max_request_size
+LIMITS = settings.read().limits  # the shipped model-config.yaml's, as the served archive carries them
+MAX_REQUEST_SIZE = int(read_properties(ROOT / "config.properties")["max_request_size"])
 
 
 @dataclass(frozen=True)
@@ -63,15 +65,28 @@ CASES: list[Case] = [
     Case("key is an object", _json({"text": GOOD, "key": {"id": 1}}), JSON, 400, "invalid_key"),
     Case("key is a boolean", _json({"text": GOOD, "key": True}), JSON, 400, "invalid_key"),
     Case("key is NaN", b'{"text": "great film", "key": NaN}', JSON, 400, "invalid_key"),
-    Case("key too long", _json({"text": GOOD, "key": "k" * 257}), JSON, 400, "invalid_key"),
+    Case("key too long", _json({"text": GOOD, "key": "k" * (LIMITS.max_key_chars + 1)}), JSON, 400, "invalid_key"),
     # oversize
     Case("1 MB review (text)", b"great " * 174_763, TEXT, 413, "text_too_long"),
     Case("1 MB review (json)", _json({"text": "great " * 174_763}), JSON, 413, "text_too_long"),
-    Case("too many instances", _json({"instances": [GOOD] * (MAX_INSTANCES + 1)}), JSON, 413, "too_many_instances"),
+    Case(
+        "too many instances",
+        _json({"instances": [GOOD] * (LIMITS.max_instances + 1)}),
+        JSON,
+        413,
+        "too_many_instances",
+    ),
     Case("body beyond max_request_size", b"x" * (MAX_REQUEST_SIZE + 1), TEXT, 413, None, server_only=True),
     # valid, if unusual: predicted
-    Case("review at the character cap", b"great " * (MAX_CHARS // 6) + b"film", TEXT, 200),
-    Case("instances at the cap", _json({"instances": [GOOD] * MAX_INSTANCES}), JSON, 200, None, (None,) * 256),
+    Case("review at the character cap", b"great " * (LIMITS.max_chars // 6) + b"film", TEXT, 200),
+    Case(
+        "instances at the cap",
+        _json({"instances": [GOOD] * LIMITS.max_instances}),
+        JSON,
+        200,
+        None,
+        (None,) * LIMITS.max_instances,
+    ),
     Case("unknown fields are ignored", _json({"text": GOOD, "lang": "en", "meta": {"a": [1]}}), JSON, 200),
     Case("json-looking text/plain is review text", _json({"instances": 42}), TEXT, 200),
     Case("no content type is text", GOOD.encode(), None, 200),
@@ -100,7 +115,7 @@ CASES: list[Case] = [
     ),
     Case(
         "oversize instance",
-        _json({"instances": [GOOD, "great " * 20_000]}),
+        _json({"instances": [GOOD, "great " * (LIMITS.max_chars // 5)]}),
         JSON,
         200,
         None,

@@ -1,4 +1,4 @@
-"""Fixtures shared by unit and integration tests."""
+"""Fixtures shared by every tier, and the order of the tiers: unit first, so that a quick failure shows first."""
 
 from __future__ import annotations
 
@@ -9,7 +9,32 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MAR = ROOT / "model_store" / "sentiment.mar"
-DATA_DIR = ROOT.parent / "shared" / "data"
+TIERS = ("unit", "integration", "batch")  # tests/<tier>/: no server; a real TorchServe; a real Spark
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the tiers in order (pytest collects folders alphabetically: batch, integration, unit) and mark each
+    test with its tier, so that `-m unit` or `-m "not batch"` selects by folder."""
+
+    def tier(item: pytest.Item) -> int:
+        parts = Path(item.fspath).relative_to(ROOT / "tests").parts
+        return TIERS.index(parts[0]) if parts[0] in TIERS else len(TIERS)
+
+    for item in items:
+        if tier(item) < len(TIERS):
+            item.add_marker(TIERS[tier(item)])
+    items.sort(key=tier)  # stable: each module's tests stay together, so module fixtures start once
+
+
+# The prediction object's fields (a `key` is added when the request had one): the API's contract.
+PREDICTION_FIELDS = {
+    "positive_review_probability",
+    "positive_review_logits",
+    "label",
+    "unknown_token_fraction",
+    "out_of_vocabulary",
+    "model_version",
+}
 BOOK_REVIEWS = {
     "positive": "The film is fast moving and has several great action scenes.",
     "neutral": "The film is based on a prize-winning novel.",
@@ -31,19 +56,3 @@ def model_dir(mar_path: Path, tmp_path_factory) -> Path:
     with zipfile.ZipFile(mar_path) as archive:
         archive.extractall(out)
     return out
-
-
-def sample_reviews(n: int, seed: int = 0) -> list[str]:
-    """Real IMDB reviews when the shared data is there, else deterministic synthetic ones of varied length."""
-    import random
-
-    path = DATA_DIR / "imdb" / "unsup.jsonl.gz"
-    if path.exists():
-        import gzip
-        import json
-
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            return [json.loads(next(f))["text"] for _ in range(n)]
-    rng = random.Random(seed)
-    words = ["the", "film", "great", "boring", "plot", "awful", "brilliant", "story", "<br />", "!"]
-    return [" ".join(rng.choice(words) for _ in range(rng.choice([1, 5, 40, 300, 2000]))) for _ in range(n)]

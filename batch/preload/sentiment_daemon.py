@@ -35,8 +35,8 @@ import transformers.tokenization_utils_fast  # noqa: E402, F401
 import yaml  # noqa: E402, F401
 from pyspark import daemon, worker  # noqa: E402, F401
 
-# pyspark.daemon runs gc.collect() in a worker after every task: with these libraries' ~250,000 objects to scan
-# that took 0.12 s per task, while Spark waited for the worker. They live as long as the process: freezing them
+# pyspark.daemon runs gc.collect() in a worker after every task: scanning these libraries' objects each time
+# costs a noticeable share of a short task, while Spark waits for the worker. They live as long as the process: freezing them
 # leaves them out of every collection (and out of the copy-on-write page faults that scanning them causes).
 gc.freeze()
 

@@ -17,11 +17,11 @@ import requests
 from batch.job import PARQUET, run
 from batch.output import STAGING, stale_siblings
 from batch.settings import JobSettings
+from bench.reviews import load_reviews
 from serving.server import free_ports
 from tests.batch.conftest import read_output, write_jsonl
-from tests.conftest import BOOK_REVIEWS, ROOT, sample_reviews
+from tests.conftest import BOOK_REVIEWS, ROOT
 
-pytestmark = pytest.mark.integration
 SPARK_CLASS = Path(pyspark.__file__).parent / "bin" / "spark-class"
 
 
@@ -82,7 +82,7 @@ def _cli(*args: str) -> list[str]:
 
 
 def test_the_same_job_runs_on_a_standalone_cluster(cluster, spark, mar_path, tmp_path):
-    rows = [{"id": i, "text": t} for i, t in enumerate([*BOOK_REVIEWS.values(), *sample_reviews(60), "", None])]
+    rows = [{"id": i, "text": t} for i, t in enumerate([*BOOK_REVIEWS.values(), *load_reviews(60), "", None])]
     data = write_jsonl(tmp_path / "reviews.jsonl", rows)
     done = subprocess.run(
         _cli("--master", cluster, "--input", str(data), "--output", str(tmp_path / "cluster"), "--mar", str(mar_path)),
@@ -106,7 +106,7 @@ def test_the_same_job_runs_on_a_standalone_cluster(cluster, spark, mar_path, tmp
 
 
 def test_a_run_killed_half_way_leaves_no_partial_or_doubled_output(spark, mar_path, tmp_path):
-    rows = [{"id": i, "text": t} for i, t in enumerate(sample_reviews(400) * 8)]
+    rows = [{"id": i, "text": t} for i, t in enumerate(load_reviews(400) * 8)]
     data = write_jsonl(tmp_path / "reviews.jsonl", rows)
     output = tmp_path / "out"
     run(spark, JobSettings(input=data, output=output, mar=mar_path, partitions=2))

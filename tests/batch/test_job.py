@@ -16,10 +16,11 @@ from batch.output import stale_siblings
 from batch.scoring import COLUMNS, score_values
 from batch.settings import JobSettings
 from batch.udf import register_sql_function, ship
+from bench.reviews import load_reviews
 from tests.batch.conftest import read_output, write_jsonl
-from tests.conftest import BOOK_REVIEWS, sample_reviews
+from tests.conftest import BOOK_REVIEWS
 
-REVIEWS = [*BOOK_REVIEWS.values(), *sample_reviews(21)]
+REVIEWS = [*BOOK_REVIEWS.values(), *load_reviews(21)]
 BAD = {  # key -> (JSON value of "text", or "absent", expected error code)
     "null": (None, "missing_text"),
     "empty": ("", "empty_text"),
@@ -158,7 +159,9 @@ def test_sql_function_works_like_ml_predict(spark, mar_path):
         assert rows[i]["label"] == expected["label"][i]
     assert rows[0]["positive_review_probability"] == expected["positive_review_probability"][0]
     assert rows[0]["label"] == "positive" and rows[1]["label"] == "negative"
+    assert rows[0]["out_of_vocabulary"] is False and rows[0]["unknown_token_fraction"] == 0.0
     assert (rows[2]["error"], rows[3]["error"]) == ("missing_text", "empty_text")
+    assert rows[2]["out_of_vocabulary"] is None
     (label,) = spark.sql("SELECT sentiment(text).label FROM reviews WHERE id = 1").first()
     assert label == "negative"
 

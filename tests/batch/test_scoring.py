@@ -15,9 +15,10 @@ from batch.keys import key_type, typed_key
 from batch.output import staged, stale_siblings
 from batch.scoring import COLUMNS, Encoding, Layout, score_batch, score_values
 from batch.settings import JobSettings, format_of
+from bench.reviews import load_reviews
 from handler.codec import decode, respond
 from model.infer import score
-from tests.conftest import BOOK_REVIEWS, MAR, sample_reviews
+from tests.conftest import BOOK_REVIEWS, MAR
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def test_scores_equal_the_handlers_own_path(loaded):
     scorer, limits = loaded
     values = [
         *BOOK_REVIEWS.values(),
-        *sample_reviews(20),
+        *load_reviews(20),
         "",
         "   \n\t",
         42,

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
-
 from batch.job import run
 from batch.settings import JobSettings
+from bench.reviews import load_reviews
 from tests.batch.conftest import read_output, write_jsonl
-from tests.conftest import BOOK_REVIEWS, sample_reviews
-
-pytestmark = pytest.mark.integration
+from tests.conftest import BOOK_REVIEWS
 
 
 def test_batch_predictions_equal_the_online_servers(spark, server, mar_path, tmp_path):
-    texts = [*BOOK_REVIEWS.values(), *sample_reviews(150), "", "   ", 42, None, ["a list"], "emoji 🎬 and 日本語"]
+    texts = [*BOOK_REVIEWS.values(), *load_reviews(150), "", "   ", 42, None, ["a list"], "emoji 🎬 and 日本語"]
     rows = [{"id": f"k{i}", "text": t} for i, t in enumerate(texts)]
     settings = JobSettings(input=write_jsonl(tmp_path / "in.jsonl", rows), output=tmp_path / "out", mar=mar_path)
     summary = run(spark, settings)

@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+import serving.server
 from serving.archive import build
 from serving.client import ServingClient
-from serving.server import loopback_properties, start, stop, wait_until_ready, write_properties
+from serving.server import Instance
 from tests.conftest import ROOT
-
-pytestmark = pytest.mark.integration
-
-
-@dataclass
-class Server:
-    workdir: Path
-    model_store: Path
-    client: ServingClient
-    metrics_url: str
-
-    @property
-    def logs(self) -> Path:
-        return self.workdir / "logs"
 
 
 def archive_with(out_dir: Path, model_config: str | None = None, handler_file: Path | None = None) -> Path:
@@ -70,29 +55,20 @@ def all_workers_ready(client: ServingClient, model: str, timeout: float = 120.0)
 
 def launch(
     workdir: Path, mar_path: Path, overrides: dict[str, str] | None = None, model_config: str | None = None
-) -> Server:
-    """Start TorchServe in `workdir` with the shipped config.properties, ports and store replaced.
+) -> Instance:
+    """serving.server.launch, then wait until every worker is READY (the first answer comes from one).
 
-    With `model_config` (the text of a model-config.yaml), the archive is rebuilt with it first.
-    """
-    store = workdir / "model_store"
-    store.mkdir(parents=True)
+    With `model_config` (the text of a model-config.yaml), the archive is rebuilt with it first."""
     if model_config is not None:
         mar_path = archive_with(workdir / "archive", model_config)
-    shutil.copy2(mar_path, store / "sentiment.mar")
-    props = {**loopback_properties(store), **(overrides or {})}
-    config = write_properties(ROOT / "config.properties", props, workdir / "config.properties")
-    client = ServingClient(props["inference_address"], props["management_address"], workdir / "key_file.json")
-    start(config, workdir)
+    srv = serving.server.launch(workdir, mar_path, overrides)
     try:
-        model = "sentiment" if "sentiment" in props.get("load_models", "sentiment") else None
-        wait_until_ready(client, model, workdir=workdir)
-        if model:
-            all_workers_ready(client, model)
+        if "sentiment" in srv.properties.get("load_models", "sentiment"):
+            all_workers_ready(srv.client, "sentiment")
     except Exception:
-        stop(workdir)
+        srv.stop()
         raise
-    return Server(workdir, store, client, props["metrics_address"])
+    return srv
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +76,7 @@ def server(mar_path, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("torchserve")
     srv = launch(workdir, mar_path)
     yield srv
-    stop(workdir)
+    srv.stop()
 
 
 @pytest.fixture(scope="session")

@@ -17,9 +17,9 @@ SLOW_SECONDS = 3.0
 
 
 class FaultyHandler(SentimentHandler):
-    def score(self, texts: list[str]) -> list[float]:
+    def predict(self, texts: list[str]) -> list:
         if any(RAISE_TRIGGER in t for t in texts):
             raise RuntimeError(f"test fault; internals such as {texts[0][:40]!r} must not reach client or log")
         if any(SLOW_TRIGGER in t for t in texts):
             time.sleep(SLOW_SECONDS)
-        return super().score(texts)
+        return super().predict(texts)

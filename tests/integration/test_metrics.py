@@ -5,12 +5,10 @@ from __future__ import annotations
 import re
 import time
 
-import pytest
 import requests
 
 from handler.sentiment_handler import TIMINGS_EVERY_S
 
-pytestmark = pytest.mark.integration
 TIMINGS = ("TokenizeTime", "ForwardTime")
 
 

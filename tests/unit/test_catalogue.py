@@ -46,15 +46,15 @@ def test_a_request_that_breaks_scoring_fails_alone(served, monkeypatch, caplog):
     """A bug triggered by one input: that request gets a generic 500 naming its request id, its batch
     neighbours are scored one by one and answered normally, and the log holds neither text nor message."""
     handler, _ = served
-    real_score = handler.score
+    real_predict = handler.predict
     canary = "canary-7f3a9c unexpected input"
 
-    def score(texts):
+    def predict(texts):
         if any("canary-7f3a9c" in t for t in texts):
             raise RuntimeError(f"bug internals {texts}")
-        return real_score(texts)
+        return real_predict(texts)
 
-    monkeypatch.setattr(handler, "score", score)
+    monkeypatch.setattr(handler, "predict", predict)
     good = json.dumps({"text": GOOD, "key": "g"}).encode()
     with caplog.at_level("INFO"):
         results = handle(served, [(good, JSON), (canary.encode(), "text/plain"), (good, JSON)])

@@ -8,8 +8,10 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from handler.codec import Limits, Request, decode, dumps, respond
+from handler.codec import Request, decode, dumps, respond
 from handler.errors import ServingError
+from handler.settings import Limits
+from model.infer import Score
 
 LIMITS = Limits(max_chars=2_000, max_instances=8, max_key_chars=16)  # small, so the caps are reached too
 MEDIA = st.sampled_from(
@@ -46,11 +48,11 @@ def assert_answer_encodes(result: Request | ServingError, logit: float) -> None:
         assert body["error"]["code"]
         return
     assert isinstance(result, Request) and result.items
-    logits = [logit] * len(result.texts())
-    status, body = respond(result, logits, "1.0")
+    scores = [Score(logit, tokens=3, unknown_tokens=1)] * len(result.texts())
+    status, body = respond(result, scores, "1.0")
     decoded = json.loads(dumps(body).decode("utf-8"))
     assert status == 200
-    answers = decoded["predictions"] if result.batched else [decoded]
+    answers = decoded["predictions"] if result.uses_instances else [decoded]
     assert len(answers) == len(result.items)
     for answer in answers:
         assert "error" in answer or 0.0 <= answer["positive_review_probability"] <= 1.0

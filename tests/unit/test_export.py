@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from bench.reviews import load_reviews
 from model.export import load_eager
 from model.infer import load_scorer
 from model.text import encode_batch
-from tests.conftest import ROOT, sample_reviews
+from tests.conftest import ROOT
 
 ARTIFACTS = ROOT / "model" / "artifacts"
 
@@ -21,7 +22,7 @@ def models():
 @pytest.mark.parametrize("batch_size", [1, 2, 7, 32, 100, 256])
 def test_eager_equals_torchscript(models, batch_size):
     eager, scorer = models
-    texts = sample_reviews(256)[:batch_size]
+    texts = load_reviews(256)[:batch_size]
     texts[0] = texts[0] * 20  # one review far beyond max_tokens: truncated identically
     ids, offsets = encode_batch(scorer.tokenizer, texts, scorer.max_tokens)
     with torch.no_grad():
@@ -35,7 +36,7 @@ def test_archive_holds_the_committed_model(models, model_dir):
     """What is deployed is what was exported: the .mar scores like model/artifacts."""
     _, scorer = models
     deployed = load_scorer(model_dir)
-    texts = sample_reviews(16)
+    texts = load_reviews(16)
     a = scorer.model(*encode_batch(scorer.tokenizer, texts, scorer.max_tokens))
     b = deployed.model(*encode_batch(deployed.tokenizer, texts, deployed.max_tokens))
     assert (a - b).abs().max().item() < 1e-6

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
-from handler.sentiment_handler import SentimentHandler, handler_settings
-from tests.conftest import BOOK_REVIEWS
+from handler import settings
+from handler.sentiment_handler import SentimentHandler
+from tests.conftest import BOOK_REVIEWS, PREDICTION_FIELDS
 from tests.unit.fake_context import batch, make_context
-
-PREDICTION_FIELDS = {"positive_review_probability", "positive_review_logits", "label", "model_version"}
 
 
 def run(served, bodies):
@@ -81,7 +81,7 @@ def test_scoring_failure_is_a_generic_500_for_the_batch(served, monkeypatch):
     def broken(*_args, **_kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr("handler.sentiment_handler.score", broken)
+    monkeypatch.setattr("handler.sentiment_handler.score", broken)  # the model call inside handler.predict
     results = run(served, [(b"fine review", "text/plain"), (b"another", "text/plain")])
     for status, body in results:
         assert status == 500
@@ -90,15 +90,37 @@ def test_scoring_failure_is_a_generic_500_for_the_batch(served, monkeypatch):
 
 
 def test_handler_settings_fail_fast():
-    with pytest.raises(ValueError, match="unknown settings"):
-        handler_settings({"handler": {"max_chars": 10, "typo": 1}})
+    shipped = {"max_chars": 10, "max_instances": 3, "max_key_chars": 4, "torch_threads": 2}
+    with pytest.raises(ValueError, match=r"unknown settings \['typo'\]"):
+        settings.parse({"handler": {**shipped, "typo": 1}})
+    with pytest.raises(ValueError, match=r"missing settings \['max_instances'\]"):
+        settings.parse({"handler": {k: v for k, v in shipped.items() if k != "max_instances"}})
     with pytest.raises(ValueError, match=">= 1"):
-        handler_settings({"handler": {"torch_threads": 0}})
-    limits, threads = handler_settings({"handler": {"max_chars": 10, "torch_threads": 2}})
-    assert limits.max_chars == 10 and threads == 2
+        settings.parse({"handler": {**shipped, "torch_threads": 0}})
+    parsed = settings.parse({"handler": shipped})
+    assert parsed.limits.max_chars == 10 and parsed.limits.max_instances == 3 and parsed.torch_threads == 2
+
+
+def test_out_of_vocabulary_reviews_say_so(served):
+    """A review of words the model never saw gets its prior, flagged; a review it knows is not flagged."""
+    [(_, meh), (_, emoji), (_, french), (_, known), (_, half)] = run(
+        served,
+        [
+            (b"meh", "text/plain"),
+            ("🎬🍿".encode(), "text/plain"),
+            ("Magnifique, épatant, bouleversant".encode(), "text/plain"),
+            (BOOK_REVIEWS["positive"].encode(), "text/plain"),
+            (b"great zzqxv", "text/plain"),
+        ],
+    )
+    assert meh["out_of_vocabulary"] and meh["unknown_token_fraction"] == 1.0
+    assert emoji["out_of_vocabulary"] and emoji["unknown_token_fraction"] == 1.0
+    assert french["out_of_vocabulary"] and french["unknown_token_fraction"] > 0.5
+    assert not known["out_of_vocabulary"] and known["unknown_token_fraction"] == 0.0
+    assert not half["out_of_vocabulary"] and half["unknown_token_fraction"] == 0.5
 
 
 def test_initialize_fails_fast_with_a_fix(tmp_path):
-    context = make_context(tmp_path, model_yaml_config={})
+    context = make_context(tmp_path, model_yaml_config=yaml.safe_load(settings.SHIPPED_MODEL_CONFIG.read_text()))
     with pytest.raises(FileNotFoundError, match="make export archive"):
         SentimentHandler().initialize(context)

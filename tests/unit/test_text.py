@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import torch
 
+from bench.reviews import load_reviews
 from model.config import ModelConfig
 from model.infer import load_scorer
 from model.text import encode_batch, pack, token_ids
-from tests.conftest import ROOT, sample_reviews
+from tests.conftest import ROOT
 
 ARTIFACTS = ROOT / "model" / "artifacts"
 
 
 def test_training_and_serving_token_ids_are_identical(model_dir):
-    texts = sample_reviews(64)
+    texts = load_reviews(64)
     trained = load_scorer(ARTIFACTS)
     served = load_scorer(model_dir)  # the tokenizer files shipped inside the .mar
     max_tokens = ModelConfig.from_json(ARTIFACTS / "config.json").max_tokens

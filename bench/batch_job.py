@@ -1,6 +1,6 @@
 """`make bench-batch`: the batch job on 50,000 IMDB reviews against the in-process ceiling of the same functions.
 
-    python -m batch.bench [--data ../shared/data/imdb/unsup.jsonl.gz] [--out bench/results/batch.json]
+    python -m bench.batch_job [--data DATA_DIR/imdb/unsup.jsonl.gz] [--out bench/results/batch.json]
 
 Measures, in one run: the ceiling (batch.scoring.score_values on one core, one torch thread and no tokenizer
 thread pool, in a fresh process, times the number of cores; and as many such processes at once as cores),
@@ -12,8 +12,6 @@ the peak memory of the whole process tree (driver, JVM, Python workers).
 from __future__ import annotations
 
 import argparse
-import gzip
-import itertools
 import json
 import logging
 import os
@@ -27,15 +25,15 @@ from pathlib import Path
 
 from batch import mar as mar_files
 from batch.scoring import score_values
+from model.data import DATA_DIR, IMDB_UNSUP, read_jsonl
 
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "imdb" / "unsup.jsonl.gz"
+DATA = DATA_DIR / IMDB_UNSUP
 
 
 def read_texts(path: Path, n: int) -> list[str]:
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        return [json.loads(line)["text"] for line in itertools.islice(f, n)]
+    return [r["text"] for r in read_jsonl(path, limit=n)]
 
 
 def ceiling(mar: Path, texts: list[str], batch_size: int) -> float:
@@ -49,8 +47,7 @@ def ceiling(mar: Path, texts: list[str], batch_size: int) -> float:
 
 
 def _ceiling_worker(args: tuple[Path, list[str], int]) -> float:
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core means one core: no tokenizer thread pool either
-    return ceiling(*args)
+    return ceiling(*args)  # mar_files.load limits the process to one thread
 
 
 def parallel_ceiling(mar: Path, texts: list[str], batch_size: int, processes: int) -> float:

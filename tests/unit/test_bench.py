@@ -1,0 +1,45 @@
+"""Smoke tests of the benchmark's own code paths, so that a change to the codec or the model API breaks them here
+rather than minutes into `make bench`."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from bench import ceiling, stacks
+from bench.reviews import instance_bodies, load_reviews, single_bodies
+from handler import settings
+from model.infer import load_scorer
+
+
+@pytest.fixture(scope="module")
+def scorer(model_dir):
+    return load_scorer(model_dir)
+
+
+def test_ceiling_times_every_stage(scorer):
+    bodies = single_bodies(load_reviews(8))
+    spent = ceiling.one_batch(scorer, bodies, settings.read().limits)
+    assert set(spent) == set(ceiling.STAGES) and all(s > 0 for s in spent.values())
+    cell = ceiling.measure_batch(scorer, bodies, batch=4, seconds=0.05)
+    assert cell["items_per_s"] > 0 and sum(cell["split"].values()) == pytest.approx(1.0)
+
+
+def test_peer_answers_as_the_handler_does(model_dir):
+    """The FastAPI peer, started as `make bench` starts it (uvicorn on a free loopback port), over real HTTP."""
+    server = stacks.start_peer(model_dir, workers=1, token="t")
+    try:
+        url = f"{server.base_url}/predictions/sentiment"
+        auth = {"Authorization": "Bearer t", "Content-Type": "application/json"}
+        [body] = single_bodies(["The film was very boring. I walked out half-way."])
+        ok = requests.post(url, data=body, headers=auth, timeout=10)
+        assert ok.status_code == 200 and ok.json()["key"] == "r0" and ok.json()["label"] == "negative"
+        [many] = instance_bodies(load_reviews(3), 3)
+        answers = requests.post(url, data=many, headers=auth, timeout=10).json()["predictions"]
+        assert [p["key"] for p in answers] == [0, 1, 2]
+        bad = requests.post(url, data=b"{", headers=auth, timeout=10)
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"
+        refused = requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=10)
+        assert refused.status_code == 401
+    finally:
+        server.stop()

@@ -1,0 +1,55 @@
+"""The import boundaries between the packages (README: Layout), each proved in a fresh interpreter in which the
+packages a module must not need cannot be imported at all."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.conftest import ROOT
+
+BLOCKER = """
+import sys
+
+class Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"{name} may not be imported here")
+
+sys.meta_path.insert(0, Blocked())
+"""
+
+# module -> the top-level packages it must import without
+BOUNDARIES = {
+    "handler.codec": {"torch", "ts", "transformers", "tokenizers", "model", "serving", "batch"},
+    "handler.errors": {"torch", "ts", "transformers", "tokenizers", "model", "serving", "batch"},
+    "handler.settings": {"torch", "ts", "transformers", "tokenizers", "model", "serving", "batch"},
+    "model.infer": {"ts", "handler", "serving", "batch", "pyspark"},
+    "model.train": {"ts", "handler", "serving", "batch", "pyspark"},
+    "batch.mar": {"ts", "serving"},
+    "batch.scoring": {"ts", "serving", "pyspark"},
+    "serving.client": {"torch", "ts", "transformers", "pyspark"},
+    "serving.server": {"torch", "ts", "transformers", "pyspark"},
+}
+
+
+def import_without(module: str, blocked: set[str]) -> subprocess.CompletedProcess:
+    code = f"BLOCKED = {sorted(blocked)!r}\n{BLOCKER}\nimport {module}\n"
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize("module", sorted(BOUNDARIES))
+def test_module_imports_without_what_it_must_not_need(module):
+    result = import_without(module, BOUNDARIES[module])
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_blocker_really_blocks():
+    """Without this, a broken blocker would pass every test above."""
+    result = import_without("handler.sentiment_handler", {"ts"})
+    assert result.returncode != 0 and "ts.metrics" in result.stderr and "may not be imported" in result.stderr
