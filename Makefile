@@ -6,12 +6,17 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DATA_DIR ?= ../shared/data
-VERSION ?= 1.0
 ARTIFACTS := model/artifacts
-MAR := model_store/sentiment.mar
+# sentiment.mar is version 1.0, the archive serve, batch and the tests use; `make archive VERSION=2.0` writes
+# sentiment_2.0.mar beside it (serving.archive.archive_name: the same rule), so the version is in the target's name
+BASE_VERSION := 1.0
+VERSION ?= $(BASE_VERSION)
+archive_file = model_store/sentiment$(if $(filter $(BASE_VERSION),$(1)),,_$(1)).mar
+MAR := $(call archive_file,$(BASE_VERSION))
+# the Makefile too: it says which version sentiment.mar carries
 MAR_INPUTS := $(ARTIFACTS)/sentiment.pt $(ARTIFACTS)/config.json $(wildcard $(ARTIFACTS)/tokenizer/*) \
 	model/__init__.py model/config.py model/text.py model/infer.py $(wildcard handler/*.py) model-config.yaml \
-	serving/archive.py
+	serving/archive.py Makefile
 
 .PHONY: help serve stop test unit integration lint train export archive clean java bench bench-frontier wrk
 
@@ -37,10 +42,13 @@ train: $(VENV)/.installed ## train on IMDB (DATA_DIR=../shared/data); writes mod
 export: $(VENV)/.installed ## trace the trained model to TorchScript (model/artifacts/sentiment.pt)
 	$(PY) -m model.export
 
-archive: $(MAR) ## build model_store/sentiment.mar (only when its inputs changed)
+archive: $(call archive_file,$(VERSION)) ## build model_store/sentiment.mar (1.0); VERSION=2.0: sentiment_2.0.mar beside it
 
 $(MAR): $(MAR_INPUTS) | $(VENV)/.installed
-	$(PY) -m serving.archive --version $(VERSION)
+	$(PY) -m serving.archive --version $(BASE_VERSION)
+
+model_store/sentiment_%.mar: $(MAR_INPUTS) | $(VENV)/.installed
+	$(PY) -m serving.archive --version $*
 
 serve: $(VENV)/.installed java $(MAR) ## start TorchServe on 127.0.0.1:8080-8082 with the model; returns when it answers
 	$(PY) -m serving.server start
@@ -92,4 +100,4 @@ bench-batch: $(VENV)/.dev-installed java $(MAR) $(VENV)/.spark-classes ## Spark 
 	$(PY) -m batch.bench --data $(DATA_DIR)/imdb/unsup.jsonl.gz --mar $(MAR)
 
 clean: ## remove the archive, logs and caches (keeps .venv and the trained artifacts)
-	rm -rf $(MAR) logs tmp key_file.json .pytest_cache .ruff_cache
+	rm -rf $(MAR) model_store/sentiment_*.mar logs tmp key_file.json .pytest_cache .ruff_cache

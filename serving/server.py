@@ -19,11 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-from serving.client import ServingClient
+from serving.client import PROBE, ServingClient
 
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
-PROBE = "The film is fast moving and has several great action scenes."
 
 
 def read_properties(path: Path) -> dict[str, str]:
