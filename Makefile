@@ -32,9 +32,9 @@ $(VENV)/.dev-installed: requirements-dev.txt requirements-batch.txt $(VENV)/.ins
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
-java:
-	@command -v java >/dev/null || { echo "TorchServe needs Java 17: install it (Debian: apt-get install openjdk-17-jre-headless)"; exit 1; }
-	@java -version 2>&1 | awk -F'"' '/version/ { split($$2, v, "."); if (v[1] < 11) { print "TorchServe needs Java 11+ (17 recommended), found " $$2; exit 1 } }'
+java: # Spark 4 runs on Java 17 or later only; "1.8.0" reads as major version 1
+	@command -v java >/dev/null || { echo "TorchServe and Spark need Java 17: install it (Debian: apt-get install openjdk-17-jre-headless)"; exit 1; }
+	@java -version 2>&1 | awk -F'"' '/version/ { split($$2, v, "."); if (v[1] < 17) { print "TorchServe and Spark need Java 17 or later, found " $$2 " (Debian: apt-get install openjdk-17-jre-headless)"; exit 1 } }'
 
 train: $(VENV)/.installed ## train on IMDB (DATA_DIR=../shared/data); writes model/artifacts, metrics.json, training_curve.png
 	$(PY) -m model.train --data-dir $(DATA_DIR)
@@ -61,6 +61,9 @@ test: $(VENV)/.dev-installed java $(MAR) ## run every test: unit, then integrati
 
 unit: $(VENV)/.dev-installed $(MAR) ## run the unit tests only (no server)
 	$(PY) -m pytest tests/unit
+
+integration: $(VENV)/.dev-installed java $(MAR) ## run the integration tests only (real TorchServe instances on free ports)
+	$(PY) -m pytest tests/integration
 
 lint: $(VENV)/.dev-installed ## ruff check and format check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
