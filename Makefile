@@ -9,12 +9,17 @@ PY := $(VENV)/bin/python
 ifdef DATA_DIR
 export SENTIMENT_DATA_DIR := $(abspath $(DATA_DIR))
 endif
-VERSION ?= 1.0
 ARTIFACTS := model/artifacts
-MAR := model_store/sentiment.mar
+# sentiment.mar is version 1.0, the archive serve, batch and the tests use; `make archive VERSION=2.0` writes
+# sentiment_2.0.mar beside it (serving.archive.archive_name: the same rule), so the version is in the target's name
+BASE_VERSION := 1.0
+VERSION ?= $(BASE_VERSION)
+archive_file = model_store/sentiment$(if $(filter $(BASE_VERSION),$(1)),,_$(1)).mar
+MAR := $(call archive_file,$(BASE_VERSION))
+# the Makefile too: it says which version sentiment.mar carries
 MAR_INPUTS := $(ARTIFACTS)/sentiment.pt $(ARTIFACTS)/config.json $(wildcard $(ARTIFACTS)/tokenizer/*) \
 	model/__init__.py model/config.py model/text.py model/infer.py $(wildcard handler/*.py) model-config.yaml \
-	serving/archive.py
+	serving/archive.py Makefile
 
 .PHONY: help serve stop test unit integration lint train export archive clean java bench bench-frontier wrk
 
@@ -30,9 +35,9 @@ $(VENV)/.dev-installed: requirements-dev.txt requirements-batch.txt bench/requir
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
-java:
-	@command -v java >/dev/null || { echo "TorchServe needs Java 17: install it (Debian: apt-get install openjdk-17-jre-headless)"; exit 1; }
-	@java -version 2>&1 | awk -F'"' '/version/ { split($$2, v, "."); if (v[1] < 11) { print "TorchServe needs Java 11+ (17 recommended), found " $$2; exit 1 } }'
+java: # Spark 4 runs on Java 17 or later only; "1.8.0" reads as major version 1
+	@command -v java >/dev/null || { echo "TorchServe and Spark need Java 17: install it (Debian: apt-get install openjdk-17-jre-headless)"; exit 1; }
+	@java -version 2>&1 | awk -F'"' '/version/ { split($$2, v, "."); if (v[1] < 17) { print "TorchServe and Spark need Java 17 or later, found " $$2 " (Debian: apt-get install openjdk-17-jre-headless)"; exit 1 } }'
 
 train: $(VENV)/.installed ## train on IMDB ([DATA_DIR=../shared/data]); writes model/artifacts, metrics.json, training_curve.png
 	$(PY) -m model.train
@@ -40,10 +45,13 @@ train: $(VENV)/.installed ## train on IMDB ([DATA_DIR=../shared/data]); writes m
 export: $(VENV)/.installed ## trace the trained model to TorchScript (model/artifacts/sentiment.pt)
 	$(PY) -m model.export
 
-archive: $(MAR) ## build model_store/sentiment.mar (only when its inputs changed)
+archive: $(call archive_file,$(VERSION)) ## build model_store/sentiment.mar (1.0); VERSION=2.0: sentiment_2.0.mar beside it
 
 $(MAR): $(MAR_INPUTS) | $(VENV)/.installed
-	$(PY) -m serving.archive --version $(VERSION)
+	$(PY) -m serving.archive --version $(BASE_VERSION)
+
+model_store/sentiment_%.mar: $(MAR_INPUTS) | $(VENV)/.installed
+	$(PY) -m serving.archive --version $*
 
 serve: $(VENV)/.installed java $(MAR) ## start TorchServe on 127.0.0.1:8080-8082 with the model; returns when it answers
 	$(PY) -m serving.server start
@@ -56,6 +64,9 @@ test: $(VENV)/.dev-installed java $(MAR) ## run every test: unit, then integrati
 
 unit: $(VENV)/.dev-installed $(MAR) ## run the unit tests only (no server)
 	$(PY) -m pytest tests/unit
+
+integration: $(VENV)/.dev-installed java $(MAR) ## run the integration tests only (real TorchServe instances on free ports)
+	$(PY) -m pytest tests/integration
 
 lint: $(VENV)/.dev-installed ## ruff check and format check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
@@ -91,4 +102,4 @@ bench-batch: $(VENV)/.dev-installed java $(MAR) $(VENV)/.spark-classes ## Spark 
 	$(PY) -m bench.batch_job --mar $(MAR)
 
 clean: ## remove the archive, logs and caches (keeps .venv and the trained artifacts)
-	rm -rf $(MAR) logs tmp key_file.json .pytest_cache .ruff_cache
+	rm -rf $(MAR) model_store/sentiment_*.mar logs tmp key_file.json .pytest_cache .ruff_cache

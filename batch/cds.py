@@ -32,8 +32,13 @@ def java_options(archive: Path = ARCHIVE) -> str:
     return f"-XX:SharedArchiveFile={archive} {QUIET}" if archive.is_file() else ""
 
 
+SAMPLE = ["A fine film.", "Dull and far too long.", ""] * 8  # the empty one takes the error path's classes too
+
+
 def create(mar: Path, archive: Path = ARCHIVE) -> Path:
     """Run the job on a few reviews in a child process whose JVM dumps its classes into `archive` as it exits."""
+    # the child's job logs only warnings: its summary of the sample rows would read as the user's job failing
+    logger.info("warming up Spark's class-data archive (%d sample rows, once per install)", len(SAMPLE))
     partial = archive.with_name(f".{archive.name}.{os.getpid()}")
     subprocess.run([sys.executable, "-m", "batch.cds", "--mar", str(mar), "--dump", str(partial)], check=True)
     if not partial.is_file():
@@ -53,9 +58,10 @@ def _dump(mar: Path, partial: Path) -> None:
     options = f"{LOCAL_JVM} -XX:ArchiveClassesAtExit={partial} {QUIET}"
     with tempfile.TemporaryDirectory(prefix="sentiment-cds-") as tmp:
         reviews = Path(tmp) / "reviews.jsonl"
-        lines = [{"id": i, "text": text} for i, text in enumerate(["A fine film.", "Dull and far too long.", ""] * 8)]
+        lines = [{"id": i, "text": text} for i, text in enumerate(SAMPLE)]
         reviews.write_text("".join(json.dumps(line) + "\n" for line in lines))
-        spark, _ = spark_session(SparkSettings(master="local[2]", conf={"spark.driver.extraJavaOptions": options}))
+        conf = {"spark.driver.extraJavaOptions": options, "spark.ui.showConsoleProgress": "false"}
+        spark, _ = spark_session(SparkSettings(master="local[2]", conf=conf))
         run(spark, JobSettings(input=reviews, output=Path(tmp) / "out", mar=mar))
         spark.stop()
         jvm = SparkContext._gateway.proc
@@ -69,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--archive", type=Path, default=ARCHIVE)
     parser.add_argument("--dump", type=Path, help=argparse.SUPPRESS)  # the child process's own option
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = logging.WARNING if args.dump else logging.INFO  # the child runs a sample job, not the user's
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.dump:
         _dump(args.mar, args.dump)
     else:

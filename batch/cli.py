@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from batch.errors import UsageError
 from batch.settings import JobSettings, SparkSettings
 
 
@@ -27,6 +28,8 @@ def parse(argv: list[str] | None = None) -> tuple[JobSettings, SparkSettings]:
     p.add_argument("--partitions", type=int, default=0, help="tasks to spread the input over (default: 4 per core)")
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting")
     a = p.parse_args(argv)
+    if any("=" not in item for item in a.conf):
+        p.error("--conf takes KEY=VALUE")
     conf = dict(item.split("=", 1) for item in a.conf)
     job = JobSettings(
         input=a.input,
@@ -47,7 +50,17 @@ def parse(argv: list[str] | None = None) -> tuple[JobSettings, SparkSettings]:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # a line per gateway connection closed, even after the end
+    try:
+        return _score(argv)
+    except UsageError as err:  # the user's to fix: the message alone; anything else is a bug and keeps its traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _score(argv: list[str] | None) -> int:
     job, spark_settings = parse(argv)
+    job.check_paths()
     from batch.job import run
     from batch.session import spark_session
 

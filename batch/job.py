@@ -7,7 +7,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -58,8 +57,7 @@ def warming(spark: SparkSession, mar_name: str) -> Iterator[None]:
 
 def run(spark: SparkSession, settings: JobSettings) -> Summary:
     """Score `settings.input` into `settings.output` (replaced atomically); returns the summary."""
-    if not Path(settings.mar).is_file():
-        raise FileNotFoundError(f"{settings.mar} is missing: build it with `make archive`")
+    settings.check_paths()
     version = mar_files.version(settings.mar)
     logger.info(
         "scoring %s (%s, key %r, text %r) with model %s from %s",

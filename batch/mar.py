@@ -14,6 +14,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from batch.errors import UsageError
+
 logger = logging.getLogger(__name__)
 CODE_PACKAGES = ("model", "handler")  # what the archive carries for its handler; the batch job imports the same
 
@@ -68,5 +70,5 @@ def code_zip(mar: Path, target: Path) -> Path:
             out.write(module, f"batch/{module.name}")
     missing = {f"{p}/__init__.py" for p in CODE_PACKAGES} - set(zipfile.ZipFile(target).namelist())
     if missing:
-        raise ValueError(f"{mar} lacks {sorted(missing)}: rebuild it with `make archive`")
+        raise UsageError(f"{mar} lacks {sorted(missing)}: rebuild it with `make archive`")
     return target

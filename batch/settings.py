@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from batch.errors import UsageError
+
 FORMATS = ("jsonl", "csv", "parquet")
 
 
@@ -22,9 +24,16 @@ class JobSettings:
 
     def __post_init__(self) -> None:
         if self.input_format not in ("auto", *FORMATS):
-            raise ValueError(f"input format must be auto or one of {FORMATS}, got {self.input_format!r}")
+            raise UsageError(f"input format must be auto or one of {FORMATS}, got {self.input_format!r}")
         if self.batch_size < 1 or self.partitions < 0:
-            raise ValueError("batch_size must be >= 1 and partitions >= 0")
+            raise UsageError("--batch-size must be >= 1 and --partitions >= 0")
+
+    def check_paths(self) -> None:
+        """Before Spark starts: a mistyped path is said at once, not after seconds of start-up."""
+        if not Path(self.input).exists():
+            raise UsageError(f"{self.input} does not exist (--input)")
+        if not Path(self.mar).is_file():
+            raise UsageError(f"{self.mar} is missing: build it with `make archive` (--mar)")
 
     @property
     def format(self) -> str:
@@ -46,4 +55,4 @@ def format_of(path: Path) -> str:
     for fmt, suffixes in (("jsonl", (".jsonl", ".json", ".ndjson")), ("csv", (".csv",)), ("parquet", (".parquet",))):
         if name.endswith(suffixes):
             return fmt
-    raise ValueError(f"cannot tell the format of {path}: pass --format jsonl|csv|parquet")
+    raise UsageError(f"cannot tell the format of {path}: pass --format jsonl|csv|parquet")

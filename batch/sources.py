@@ -16,6 +16,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, MapType, StringType, StructType
 
+from batch.errors import UsageError
 from batch.keys import key_type
 from batch.scoring import JSON, PLAIN, Encoding, Layout, json_line
 from batch.settings import JobSettings
@@ -53,11 +54,17 @@ def _csv(spark: SparkSession, path: str) -> DataFrame:
 def _jsonl(spark: SparkSession, path: str, settings: JobSettings) -> Source:
     lines = spark.read.text(path)  # blank lines are skipped in Python (batch.scoring.score_batch)
     sample = lines.limit(KEY_SAMPLE).toArrow().column(0).to_pylist()
-    found = key_type(json_line(line, settings.key_column, settings.text_column)[0] for line in sample)
+    fields = [json_line(line, settings.key_column, settings.text_column) for line in sample]
+    found = key_type(key for key, _ in fields)
     if found is None:
-        raise ValueError(
+        raise UsageError(
             f"none of the first {KEY_SAMPLE} lines of {settings.input} has the key field {settings.key_column!r} "
             "(--key-column)"
+        )
+    if all(text is None for _, text in fields):  # a row without text is an error row; every row, a wrong name
+        raise UsageError(
+            f"none of the first {KEY_SAMPLE} lines of {settings.input} has the text field "
+            f"{settings.text_column!r} (--text-column)"
         )
     layout = Layout(settings.key_column, found, text_field=settings.text_column)
     return Source(_repartitioned(lines, settings, spark), layout, DataType.fromDDL(found))
@@ -66,7 +73,7 @@ def _jsonl(spark: SparkSession, path: str, settings: JobSettings) -> Source:
 def _require_columns(frame: DataFrame, settings: JobSettings) -> None:
     missing = [c for c in (settings.key_column, settings.text_column) if c not in frame.columns]
     if missing:
-        raise ValueError(f"{settings.input} has no column {missing} (it has {frame.columns}): see --key/--text-column")
+        raise UsageError(f"{settings.input} has no column {missing} (it has {frame.columns}): see --key/--text-column")
 
 
 def _text_value(frame: DataFrame, name: str) -> tuple[Column, Encoding]:

@@ -1,7 +1,9 @@
-"""Build model_store/sentiment.mar with torch-model-archiver: `python -m serving.archive [--version 1.0]`.
+"""Build a model archive with torch-model-archiver: `python -m serving.archive [--version 1.0]`.
 
-The archive holds the TorchScript model, the tokenizer, the config, the handler and the plain-function modules
-it imports, so the archive alone is enough to serve or to batch-score.
+Version 1.0 is model_store/sentiment.mar, the archive `make serve` and `make batch` use; any other version is
+written beside it as model_store/sentiment_<version>.mar, to be registered and promoted (`serving.client promote`)
+while 1.0 keeps serving. The archive holds the TorchScript model, the tokenizer, the config, the handler and the
+plain-function modules it imports, so the archive alone is enough to serve or to batch-score.
 """
 
 from __future__ import annotations
@@ -21,6 +23,14 @@ ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "model" / "artifacts"
 MODEL_MODULES = ("__init__.py", "config.py", "text.py", "infer.py")  # what the handler imports from model/
 HANDLER_MODULES = ("__init__.py", "codec.py", "errors.py", "settings.py", "sentiment_handler.py")
+DEFAULT_VERSION = "1.0"  # the version of sentiment.mar; the Makefile's BASE_VERSION says the same
+
+
+def archive_name(name: str, version: str) -> str:
+    """The archive's file name for a version: a new version never overwrites the archive being served.
+
+    The Makefile's `archive_file` follows the same rule (tests/unit/test_versions.py holds them together)."""
+    return f"{name}.mar" if version == DEFAULT_VERSION else f"{name}_{version}.mar"
 
 
 def build(
@@ -31,8 +41,12 @@ def build(
     config_file: Path = ROOT / "model-config.yaml",
     handler_file: Path = ROOT / "handler" / "sentiment_handler.py",
 ) -> Path:
-    """Write `export_path/name.mar`; the tests pass another model-config.yaml or a handler subclass."""
-    with tempfile.TemporaryDirectory() as tmp:
+    """Write `export_path/archive_name(name, version)`; the tests pass another model-config.yaml or a handler."""
+    export_path.mkdir(parents=True, exist_ok=True)
+    path = export_path / archive_name(name, version)
+    # built beside its place and renamed into it: a server or batch job reading the old archive never sees half of
+    # the new one, and torch-model-archiver's own file name (name.mar) never overwrites the served version
+    with tempfile.TemporaryDirectory(dir=export_path, prefix=".archive-") as tmp:
         extra = Path(tmp) / "extra"
         for package, modules in (("model", MODEL_MODULES), ("handler", HANDLER_MODULES)):
             (extra / package).mkdir(parents=True)
@@ -40,7 +54,8 @@ def build(
                 shutil.copy2(ROOT / package / module, extra / package / module)
         shutil.copy2(artifacts / CONFIG_FILE, extra / CONFIG_FILE)
         shutil.copytree(artifacts / TOKENIZER_DIR, extra / TOKENIZER_DIR)
-        export_path.mkdir(parents=True, exist_ok=True)
+        built = Path(tmp) / "built"
+        built.mkdir()
         subprocess.run(
             [
                 str(Path(sys.executable).parent / "torch-model-archiver"),
@@ -57,12 +72,11 @@ def build(
                 "--config-file",
                 str(config_file),
                 "--export-path",
-                str(export_path),
-                "--force",
+                str(built),
             ],
             check=True,
         )
-    path = export_path / f"{name}.mar"
+        (built / f"{name}.mar").replace(path)
     logger.info("wrote %s (%.1f MB), version %s", path, path.stat().st_size / 1e6, version)
     return path
 
@@ -70,7 +84,7 @@ def build(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--name", default="sentiment")
-    parser.add_argument("--version", default="1.0")
+    parser.add_argument("--version", default=DEFAULT_VERSION, help="1.0: sentiment.mar; 2.0: sentiment_2.0.mar")
     parser.add_argument("--export-path", type=Path, default=ROOT / "model_store")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,7 +1,9 @@
 """A small client for TorchServe's inference and management APIs, on `requests`.
 
     python -m serving.client predict "The film was great."      # or --key K, or several texts (instances)
-    python -m serving.client register sentiment-v2.mar --initial-workers 1
+    python -m serving.client promote sentiment_2.0.mar             # register (1 worker), check it answers, default
+    python -m serving.client rollback sentiment                    # the previous version default again; drop this one
+    python -m serving.client register sentiment_2.0.mar --initial-workers 1
     python -m serving.client scale sentiment --min 2 --max 2
     python -m serving.client describe sentiment
     python -m serving.client set-default sentiment 2.0
@@ -15,14 +17,37 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
+PROBE = "The film is fast moving and has several great action scenes."  # a review any version must answer
+
+
+@dataclass(frozen=True)
+class Promotion:
+    model: str
+    version: str  # registered and made the default
+    workers: int  # as TorchServe describes them after the promotion
+    previous: str | None  # the default before, still registered (None: the model was not registered)
+
+
+@dataclass(frozen=True)
+class Removal:
+    model: str
+    version: str  # unregistered
+    default: str | None  # the default afterwards (None: no version remains)
+    remaining: tuple[str, ...]  # the versions still registered
+
+
+class VersionError(RuntimeError):
+    """A version change refused before asking TorchServe (nothing to roll back to, removing the default)."""
 
 
 class ServingClient:
@@ -175,6 +200,107 @@ class ServingClient:
     def list_models(self) -> dict:
         return _json_or_raise(self._manage("GET", "/models"))
 
+    # -- versions: promote, roll back, remove -----------------------------------------------------------------
+    def versions(self, model: str) -> list[str]:
+        """The registered versions of `model`, lowest first; [] when it is not registered."""
+        try:
+            described = self.describe(model)
+        except ServingAPIError as err:
+            if err.status_code == 404:
+                return []
+            raise
+        return sorted((m["modelVersion"] for m in described), key=version_key)
+
+    def default_version(self, model: str) -> str | None:
+        """The default version (TorchServe describes it when asked for no version); None when not registered."""
+        try:
+            [described] = _json_or_raise(self._manage("GET", f"/models/{model}"))
+        except ServingAPIError as err:
+            if err.status_code == 404:
+                return None
+            raise
+        return described["modelVersion"]
+
+    def worker_count(self, model: str, version: str) -> int:
+        return sum(len(m["workers"]) for m in self.describe(model, version))
+
+    def register_version(self, url: str, model: str = "sentiment", workers: int = 1) -> str:
+        """Register an archive of `model` with exactly `workers` workers; returns the version it added.
+
+        TorchServe starts the archive's own minWorkers..maxWorkers (model-config.yaml: 2) whatever initial_workers
+        says (ApiUtils.handleRegister lets the archive win, and register takes no min/max), so the version is scaled
+        to `workers` once registered: a second version beside the default must not take the default's cores.
+        """
+        before = set(self.versions(model))
+        self.register(url, initial_workers=workers)
+        added = set(self.versions(model)) - before
+        if len(added) != 1:
+            raise VersionError(f"registering {url} added no version of {model} (an archive of another model?)")
+        [version] = added
+        if self.worker_count(model, version) != workers:
+            self.scale(model, workers, workers, version)
+        return version
+
+    def wait_until_answers(self, model: str, version: str, timeout: float = 120.0, poll: float = 0.5) -> None:
+        """Until `version` itself answers a real prediction (not only registered: its workers load the model)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            response = self.predict_raw(PROBE, "text/plain", model, version)
+            if response.status_code == 200 and response.json().get("model_version") == version:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{model} {version} did not answer a prediction within {timeout:.0f} s "
+                    f"(last: {response.status_code} {response.text[:200]})"
+                )
+            time.sleep(poll)
+
+    def promote(self, url: str, model: str = "sentiment", workers: int = 1, timeout: float = 120.0) -> Promotion:
+        """Register an archive with `workers` workers, wait until it answers, then make it the default.
+
+        The previous default stays registered, so that `rollback` can return to it at once. A version that never
+        answers is unregistered again and the default is left as it was.
+        """
+        previous = self.default_version(model)
+        version = self.register_version(url, model, workers)
+        try:
+            self.wait_until_answers(model, version, timeout)
+        except Exception:
+            self.unregister(model, version)  # not yet the default (unless the only one): the service is as it was
+            raise
+        self.set_default(model, version)
+        logger.info("%s %s is the default (was %s)", model, version, previous)
+        return Promotion(model, version, self.worker_count(model, version), previous)
+
+    def rollback(self, model: str = "sentiment") -> Removal:
+        """Make the highest other registered version the default again, then unregister the one that was."""
+        current = self.default_version(model)
+        if current is None:
+            raise VersionError(f"{model} is not registered")
+        others = [v for v in self.versions(model) if v != current]
+        if not others:
+            raise VersionError(f"{model} has only version {current} registered: there is no version to roll back to")
+        self.set_default(model, others[-1])
+        return self.unregister_version(model, current)
+
+    def unregister_version(self, model: str, version: str | None = None) -> Removal:
+        """Unregister one version (the default when None) and say what remains.
+
+        TorchServe refuses to remove the default while other versions exist (403); that is said in words here.
+        """
+        default = self.default_version(model)
+        version = version or default
+        if version is None:
+            raise VersionError(f"{model} is not registered")
+        if version == default and len(self.versions(model)) > 1:
+            raise VersionError(
+                f"{model} {version} is the default: `rollback {model}` makes the previous version the default and "
+                f"unregisters {version}, or `set-default {model} <version>` first"
+            )
+        self.unregister(model, version)
+        remaining = tuple(self.versions(model))
+        return Removal(model, version, self.default_version(model) if remaining else None, remaining)
+
 
 class ServingAPIError(RuntimeError):
     def __init__(self, response: requests.Response) -> None:
@@ -199,6 +325,32 @@ def _lost_by_server(response: requests.Response) -> bool:
         return True
 
 
+def version_key(version: str) -> tuple:
+    """Sort key for version strings: numeric parts compare as numbers, so 10.0 comes after 9.1."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"[.\-_+]", version))
+
+
+def _workers(n: int) -> str:
+    return f"{n} worker" if n == 1 else f"{n} workers"
+
+
+def promoted_line(p: Promotion) -> str:
+    done = f"{p.model} {p.version} registered with {_workers(p.workers)} and made the default"
+    if p.previous is None:
+        return done
+    return f"{done}; previous default {p.previous} stays registered for `rollback`"
+
+
+def rolled_back_line(r: Removal) -> str:
+    return f"{r.model} {r.version} unregistered; the default is {r.default} again"
+
+
+def removed_line(r: Removal) -> str:
+    if not r.remaining:
+        return f"{r.model} {r.version} unregistered; no version of {r.model} remains"
+    return f"{r.model} {r.version} unregistered; registered now: {', '.join(r.remaining)}, default {r.default}"
+
+
 def _json_or_raise(response: requests.Response):
     if response.status_code >= 400:
         raise ServingAPIError(response)
@@ -215,7 +367,13 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("predict", help="score one or more reviews")
     p.add_argument("texts", nargs="+")
     p.add_argument("--key")
-    p = sub.add_parser("register", help="register an archive that is in the model store")
+    p = sub.add_parser("promote", help="register a new version (1 worker), check it answers, make it the default")
+    p.add_argument("url", help="an archive in the model store, e.g. sentiment_2.0.mar (make archive VERSION=2.0)")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for its first answer")
+    p = sub.add_parser("rollback", help="make the previous version the default again and unregister this one")
+    p.add_argument("name")
+    p = sub.add_parser("register", help="register an archive that is in the model store (not made the default)")
     p.add_argument("url")
     p.add_argument("--initial-workers", type=int, default=1)
     p = sub.add_parser("scale", help="set a model's worker count")
@@ -237,28 +395,39 @@ def main(argv: list[str] | None = None) -> int:
 
     client = ServingClient(args.inference_url, args.management_url, args.key_file)
     try:
+        if args.command in ("promote", "rollback", "register", "unregister"):  # version changes: said in words
+            print(_change_versions(client, args))
+            return 0
         if args.command == "predict":
             if len(args.texts) == 1:
                 result = client.predict(args.texts[0], args.key, model=args.model)
             else:
                 result = client.predict_many([{"text": t} for t in args.texts], model=args.model)
-        elif args.command == "register":
-            result = client.register(args.url, args.initial_workers)
         elif args.command == "scale":
             result = client.scale(args.name, args.min, args.max, args.version)
         elif args.command == "describe":
             result = client.describe(args.name, args.version)
         elif args.command == "set-default":
             result = client.set_default(args.name, args.version)
-        elif args.command == "unregister":
-            result = client.unregister(args.name, args.version)
         else:
             result = client.list_models()
-    except (ServingAPIError, requests.RequestException) as err:
+    except (ServingAPIError, VersionError, TimeoutError, requests.RequestException) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return 0
+
+
+def _change_versions(client: ServingClient, args: argparse.Namespace) -> str:
+    if args.command == "promote":
+        return promoted_line(client.promote(args.url, args.model, args.workers, args.timeout))
+    if args.command == "rollback":
+        return rolled_back_line(client.rollback(args.name))
+    if args.command == "unregister":
+        return removed_line(client.unregister_version(args.name, args.version))
+    version = client.register_version(args.url, args.model, args.initial_workers)
+    workers = _workers(client.worker_count(args.model, version))
+    return f"{args.model} {version} registered with {workers}; the default is {client.default_version(args.model)}"
 
 
 if __name__ == "__main__":

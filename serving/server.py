@@ -5,11 +5,13 @@
 
 Each instance lives in its own working directory: TorchServe writes key_file.json to its working directory and
 its pid file to $TMPDIR, so giving every instance its own pair lets several run side by side (tests, benchmarks).
+The server's own output goes to logs/torchserve.out there, never to the caller's terminal or pipe.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -21,11 +23,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from serving.client import ServingClient
+import psutil
+
+from serving.client import PROBE, ServingClient
 
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
-PROBE = "The film is fast moving and has several great action scenes."
+SERVER_OUT = "torchserve.out"  # in the instance's logs/: what the frontend and its workers write to stdout/stderr
+STOP_TIMEOUT = 60.0  # s for the frontend and its workers to exit after `torchserve --stop`
 
 
 def read_properties(path: Path) -> dict[str, str]:
@@ -120,12 +125,95 @@ def start(
         cmd += ["--model-store", str(model_store)]
     if models:
         cmd += ["--models", models]
-    subprocess.run(cmd, cwd=workdir, env=_env(workdir), check=True, stdout=subprocess.DEVNULL)
+    out_path = _log_dir(workdir) / SERVER_OUT
+    # The frontend JVM and its workers inherit these streams and outlive this call: left on the caller's, they would
+    # hold its pipe open until the server stops (`make serve | tee serve.log` would never return). A session of
+    # their own keeps them off the caller's terminal, so its Ctrl-C does not reach the server.
+    with open(out_path, "ab") as out:
+        done = subprocess.run(
+            cmd,
+            cwd=workdir,
+            env=_env(workdir),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            check=False,
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"torchserve --start failed ({done.returncode}): {_tail(out_path)}")
 
 
-def stop(workdir: Path) -> None:
+def _tail(path: Path, lines: int = 5) -> str:
+    return " | ".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def stop(workdir: Path, timeout: float = STOP_TIMEOUT) -> int | None:
+    """Stop the instance in `workdir` and wait until its frontend and workers have exited.
+
+    Returns the frontend's pid, or None when none was running. `torchserve --stop` only signals the frontend and
+    returns at once; a port or the model store would still be in use by the processes winding down.
+    """
     workdir = Path(workdir).resolve()
-    subprocess.run([torchserve(), "--stop"], cwd=workdir, env=_env(workdir), check=False, stdout=subprocess.DEVNULL)
+    processes = _server_processes(server_pid(workdir))  # read first: --stop removes the pid file
+    with open(_log_dir(workdir) / SERVER_OUT, "ab") as out:
+        subprocess.run(
+            [torchserve(), "--stop"],
+            cwd=workdir,
+            env=_env(workdir),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    if not processes:
+        logger.info("no TorchServe running in %s", workdir)
+        return None
+    frontend = processes[0].pid
+    left = _wait_gone(processes, timeout)
+    if left:  # a worker stuck in a forward pass or a hung JVM: ours, by pid, so end it rather than leave it
+        for process in left:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        _wait_gone(left, 10.0)
+        logger.warning("TorchServe (pid %d) did not stop within %.0f s; killed %s", frontend, timeout, left)
+    logger.info("TorchServe stopped (pid %d)", frontend)
+    return frontend
+
+
+def _log_dir(workdir: Path) -> Path:
+    logs = workdir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    return logs
+
+
+def _server_processes(pid: int | None) -> list[psutil.Process]:
+    """The frontend and its workers (its children), frontend first; [] when it is not running."""
+    if pid is None:
+        return []
+    try:
+        frontend = psutil.Process(pid)
+        return [frontend, *frontend.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _wait_gone(processes: list[psutil.Process], timeout: float, poll: float = 0.2) -> list[psutil.Process]:
+    """Wait until every process has exited; returns those still running at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [p for p in processes if _running(p)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(poll)
+
+
+def _running(process: psutil.Process) -> bool:
+    """Exited means gone or a zombie (dead, waiting for a parent that is not this process to reap it)."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def server_pid(workdir: Path) -> int | None:

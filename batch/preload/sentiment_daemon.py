@@ -36,8 +36,8 @@ import yaml  # noqa: E402, F401
 from pyspark import daemon, worker  # noqa: E402, F401
 
 # pyspark.daemon runs gc.collect() in a worker after every task: scanning these libraries' objects each time
-# costs a noticeable share of a short task, while Spark waits for the worker. They live as long as the process: freezing them
-# leaves them out of every collection (and out of the copy-on-write page faults that scanning them causes).
+# costs a noticeable share of a short task, while Spark waits for the worker. They live as long as the process:
+# freezing them leaves them out of every collection (and out of the copy-on-write page faults scanning causes).
 gc.freeze()
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import textwrap
@@ -25,10 +26,15 @@ def _spark_in_a_child(java_options: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=300)
 
 
-def test_an_archive_is_made_by_a_run_and_mapped_by_the_next_jvm(mar_path, tmp_path):
+def test_an_archive_is_made_by_a_run_and_mapped_by_the_next_jvm(mar_path, tmp_path, capfd, caplog):
     archive = tmp_path / "classes.jsa"
     assert cds.java_options(archive) == ""  # none yet: the JVM starts the slow way
-    assert cds.create(mar_path, archive) == archive and archive.stat().st_size > 10 * 2**20
+    with caplog.at_level(logging.INFO, logger="batch.cds"):
+        assert cds.create(mar_path, archive) == archive and archive.stat().st_size > 10 * 2**20
+    # what the user sees: a warm-up, not a job of theirs with errors in it
+    assert "warming up Spark's class-data archive (24 sample rows" in caplog.text
+    child = capfd.readouterr()
+    assert "24 rows:" not in child.err and "scoring" not in child.err, child.err[-2000:]
     assert cds.java_options(archive).startswith(f"-XX:SharedArchiveFile={archive} ")
     # -Xshare:on: a JVM that cannot map the archive refuses to start, so Spark's session would fail
     done = _spark_in_a_child(f"-XX:SharedArchiveFile={archive} -Xshare:on")

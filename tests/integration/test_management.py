@@ -40,8 +40,7 @@ def test_scale_workers_under_load(server):
 
 
 def test_second_version_default_and_unregister(server):
-    build("sentiment", "2.0", server.model_store / "v2")  # the same model, archived as version 2.0
-    (server.model_store / "v2" / "sentiment.mar").rename(server.model_store / "sentiment_2.0.mar")
+    build("sentiment", "2.0", server.model_store)  # the same model, archived as version 2.0: sentiment_2.0.mar
     registered = server.client.register("sentiment_2.0.mar", initial_workers=1)
     assert "sentiment" in registered["status"]
 

@@ -1,0 +1,52 @@
+"""The Makefile's own promises: every declared target exists, and the Java check asks for what Spark 4 needs."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from tests.conftest import ROOT
+
+MAKEFILE = (ROOT / "Makefile").read_text()
+
+
+def test_every_phony_target_has_a_rule():
+    declared = {name for line in re.findall(r"^\.PHONY:(.*)$", MAKEFILE, re.M) for name in line.split()}
+    defined = set(re.findall(r"^([a-zA-Z_-]+):", MAKEFILE, re.M))
+    assert "integration" in declared and declared <= defined, sorted(declared - defined)
+
+
+def test_make_integration_runs_the_integration_tests_only():
+    done = subprocess.run(
+        ["make", "-n", "-o", ".venv/.dev-installed", "-o", "java", "-o", "model_store/sentiment.mar", "integration"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip().endswith("-m pytest tests/integration")
+
+
+def _make_java(tmp_path, version_line: str) -> subprocess.CompletedProcess:
+    """`make java` with a `java` on PATH that reports `version_line`, as `java -version` does (on stderr)."""
+    fake = tmp_path / "java"
+    fake.write_text(f"#!/bin/sh\necho '{version_line}' >&2\n")
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(["make", "-s", "java"], cwd=ROOT, env=env, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("version", ["11.0.2", "1.8.0_392"])
+def test_java_before_17_is_refused_in_words(tmp_path, version):
+    done = _make_java(tmp_path, f'openjdk version "{version}" 2019-01-15')
+    assert done.returncode != 0
+    assert done.stdout.startswith(f"TorchServe and Spark need Java 17 or later, found {version}")
+
+
+@pytest.mark.parametrize("version", ["17.0.15", "21.0.2"])
+def test_java_17_or_later_passes(tmp_path, version):
+    done = _make_java(tmp_path, f'openjdk version "{version}" 2025-04-15')
+    assert (done.returncode, done.stdout) == (0, "")
