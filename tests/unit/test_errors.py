@@ -10,7 +10,7 @@ from handler.errors import ERRORS, ServingError, internal_error
 from tests.catalogue import CASES
 from tests.conftest import ROOT
 
-ROW = re.compile(r"^\|\s*`([a-z_]+)`\s*\|\s*(\d{3})\s*\|")
+ROW = re.compile(r"^\|\s*`([a-z0-9_]+)`\s*\|\s*(\d{3})\s*\|")
 
 
 def readme_codes() -> dict[str, int]:
