@@ -13,7 +13,7 @@ import pytest
 from batch import mar as mar_files
 from batch.keys import key_type, typed_key
 from batch.output import staged, stale_siblings
-from batch.scoring import COLUMNS, Encoding, Layout, score_batch, score_values
+from batch.scoring import COLUMNS, PREDICTION_COLUMNS, Encoding, Layout, score_batch, score_values
 from batch.settings import JobSettings, format_of
 from bench.reviews import load_reviews
 from handler.codec import decode, respond
@@ -46,10 +46,10 @@ def test_scores_equal_the_handlers_own_path(loaded):
         if "error" in online:
             assert columns["error"][row] == online["error"]["code"]
             assert columns["error_message"][row] == online["error"]["message"]
-            assert np.isnan(columns["positive_review_probability"][row]) and columns["label"][row] is None
+            assert all(columns[name][row] is None for name in PREDICTION_COLUMNS if name != "model_version")
         else:
             assert columns["error"][row] is None
-            assert columns["positive_review_probability"][row] == online["positive_review_probability"]
+            assert {name: columns[name][row] for name in PREDICTION_COLUMNS} == online
             assert columns["positive_review_logits"][row] == online["positive_review_logits"]
             assert columns["label"][row] == online["label"]
         assert columns["model_version"][row] == scorer.version == mar_files.version(MAR)
@@ -171,7 +171,8 @@ def test_a_key_column_passes_through_and_the_text_column_is_scored(loaded):
     batch = pa.RecordBatch.from_arrays([keys, texts], names=["review_id", "_text"])
     out = score_batch(scorer, limits, batch, Layout("review_id", "binary", Encoding(json=True)), batch_size=256)
     assert out.column(0).equals(keys) and out.schema.names[0] == "review_id"
-    assert out.column(5).to_pylist() == [None, "invalid_text", "missing_text"]
+    assert out.column("error").to_pylist() == [None, "invalid_text", "missing_text"]
+    assert out.column("out_of_vocabulary").to_pylist() == [False, None, None]
     assert out.num_rows == 3 and out.schema.field("positive_review_logits").type == pa.float64()
 
 
