@@ -8,6 +8,7 @@
     python -m serving.client unregister sentiment [2.0]
 
 Tokens come from TorchServe's key_file.json; an expired token is renewed with the API key and retried once.
+A prediction TorchServe loses (a worker scaled down or killed under it) is asked for again: see predict_raw.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class ServingClient:
         timeout: float = 30.0,
         retries: int = 2,
         retry_backoff: float = 0.05,
+        deadline: float = 1.0,
+        deadline_per_mb: float = 2.0,
     ) -> None:
         self.inference_url = inference_url.rstrip("/")
         self.management_url = management_url.rstrip("/")
@@ -43,7 +46,10 @@ class ServingClient:
         self._keys: dict | None = None
         self.retries = retries
         self.retry_backoff = retry_backoff
+        self.deadline = deadline
+        self.deadline_per_mb = deadline_per_mb
         self.retried = 0  # how many answers were lost by the server and asked for again
+        self.presumed_lost = 0  # of those, how many never came and were given up on at the deadline
 
     # -- tokens -------------------------------------------------------------------------------------------
     def keys(self) -> dict:
@@ -101,19 +107,29 @@ class ServingClient:
         version: str | None = None,
         retries: int | None = None,
     ) -> requests.Response:
-        """POST one request. Predictions are stateless, hence idempotent: an answer lost by the server itself
-        (a worker scaled down or killed mid-batch, a full job queue: TorchServe's own 500/503/507, not the
-        handler's) is retried after a short back-off."""
+        """POST one request. Predictions are stateless, hence idempotent, so an answer lost by the server itself
+        is asked for again after a short back-off: TorchServe's own 500/503/507 (a worker scaled down or killed
+        mid-batch, a full job queue; not the handler's errors), and silence past `attempt_deadline`, because
+        TorchServe 0.12 drops the jobs a worker has just polled when it is scaled down and never answers them.
+        The last attempt waits the full `timeout`, so a request that is merely slow is still answered."""
         path = f"{self.inference_url}/predictions/{model}" + (f"/{version}" if version else "")
         data = body.encode("utf-8") if isinstance(body, str) else body
         attempts = 1 + (self.retries if retries is None else retries)
-        for attempt in range(attempts):
-            response = self._call("inference", "POST", path, data=data, headers={"Content-Type": content_type})
-            if attempt + 1 == attempts or not _lost_by_server(response):
-                return response
+        deadline = attempt_deadline(len(data), self.deadline, self.deadline_per_mb)
+        for attempt in range(attempts - 1):
+            try:
+                response = self._post(path, data, content_type, timeout=deadline)
+                if not _lost_by_server(response):
+                    return response
+            except requests.Timeout:
+                logger.warning("no answer within %.2f s: presumed lost by the server, asking again", deadline)
+                self.presumed_lost += 1
             self.retried += 1
             time.sleep(self.retry_backoff * (attempt + 1))
-        return response
+        return self._post(path, data, content_type, timeout=self.timeout)
+
+    def _post(self, path: str, data: bytes, content_type: str, timeout: float) -> requests.Response:
+        return self._call("inference", "POST", path, data=data, headers={"Content-Type": content_type}, timeout=timeout)
 
     def predict(self, text: str, key: str | int | None = None, model: str = "sentiment") -> dict:
         payload = {"text": text} if key is None else {"text": text, "key": key}
@@ -174,6 +190,12 @@ class ServingClient:
 
     def list_models(self) -> dict:
         return _json_or_raise(self._manage("GET", "/models"))
+
+
+def attempt_deadline(body_bytes: int, deadline: float, deadline_per_mb: float) -> float:
+    """Seconds to wait for an answer before presuming it lost: `deadline` for an ordinary review, plus time in
+    proportion to the body, since the largest request the limits allow (6.5 MB) takes seconds to tokenize."""
+    return deadline + deadline_per_mb * body_bytes / 1_000_000
 
 
 class ServingAPIError(RuntimeError):
