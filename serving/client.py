@@ -170,12 +170,44 @@ class ServingClient:
         )
         return _json_or_raise(response)
 
-    def scale(self, model: str, min_worker: int, max_worker: int | None = None, version: str | None = None) -> dict:
+    def scale(
+        self,
+        model: str,
+        min_worker: int,
+        max_worker: int | None = None,
+        version: str | None = None,
+        timeout: float = 120.0,
+    ) -> dict:
+        """Set a model's worker count and return once the workers are all READY.
+
+        TorchServe is asked asynchronously and this client waits by polling: with synchronous=true TorchServe
+        blocks a Netty event loop that inference connections share until the new workers have loaded, and every
+        prediction on that loop stalls for the whole scale-up."""
+        max_worker = max_worker or min_worker
         path = f"/models/{model}" + (f"/{version}" if version else "")
-        response = self._manage(
-            "PUT", path, min_worker=min_worker, max_worker=max_worker or min_worker, synchronous="true"
-        )
-        return _json_or_raise(response)
+        params = {"min_worker": min_worker, "max_worker": max_worker, "synchronous": "false"}
+        response = self._manage("PUT", path, **params)
+        if response.status_code == 500:
+            # TorchServe 0.12 can fail a scale-down under traffic with a NullPointerException: the worker it stops
+            # empties its batch while the scale-down is still reading it. The worker is already off the model's
+            # list by then, so asking again for the same count is harmless: it finds the count reached.
+            logger.warning("scaling %s answered 500; asking again", path)
+            response = self._manage("PUT", path, **params)
+        _json_or_raise(response)
+        workers = self.wait_for_workers(path, min_worker, max_worker, timeout)
+        return {"status": f"{len(workers)} workers READY for model: {model}", "workers": workers}
+
+    def wait_for_workers(self, path: str, least: int, most: int, timeout: float, poll: float = 0.2) -> list[dict]:
+        """Poll GET `path` (one model version) until it has `least` to `most` workers, all READY."""
+        deadline = time.monotonic() + timeout
+        while True:
+            [described] = _json_or_raise(self._manage("GET", path))
+            workers = described["workers"]
+            if least <= len(workers) <= most and all(w["status"] == "READY" for w in workers):
+                return workers
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{path}: not {least}-{most} READY workers after {timeout:.0f} s: {workers}")
+            time.sleep(poll)
 
     def describe(self, model: str, version: str | None = None) -> list[dict]:
         path = f"/models/{model}" + (f"/{version}" if version else "/all")
