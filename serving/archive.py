@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -61,6 +62,9 @@ def build(
                 "--force",
             ],
             check=True,
+            # torch-model-archiver stages the files in $TMPDIR/<model name>, one fixed path per name: two builds
+            # of "sentiment" at once (test runs side by side) would delete each other's files
+            env={**os.environ, "TMPDIR": tmp},
         )
     path = export_path / f"{name}.mar"
     logger.info("wrote %s (%.1f MB), version %s", path, path.stat().st_size / 1e6, version)
