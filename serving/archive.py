@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -75,6 +76,9 @@ def build(
                 str(built),
             ],
             check=True,
+            # torch-model-archiver stages the files in $TMPDIR/<model name>, one fixed path per name: two builds
+            # of "sentiment" at once (test runs side by side) would delete each other's files
+            env={**os.environ, "TMPDIR": tmp},
         )
         (built / f"{name}.mar").replace(path)
     logger.info("wrote %s (%.1f MB), version %s", path, path.stat().st_size / 1e6, version)

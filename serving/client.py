@@ -10,6 +10,7 @@
     python -m serving.client unregister sentiment [2.0]
 
 Tokens come from TorchServe's key_file.json; an expired token is renewed with the API key and retried once.
+A prediction TorchServe loses (a worker scaled down or killed under it) is asked for again: see predict_raw.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ class ServingClient:
         timeout: float = 30.0,
         retries: int = 2,
         retry_backoff: float = 0.05,
+        deadline: float = 1.0,
+        deadline_per_mb: float = 2.0,
     ) -> None:
         self.inference_url = inference_url.rstrip("/")
         self.management_url = management_url.rstrip("/")
@@ -68,7 +71,10 @@ class ServingClient:
         self._keys: dict | None = None
         self.retries = retries
         self.retry_backoff = retry_backoff
+        self.deadline = deadline
+        self.deadline_per_mb = deadline_per_mb
         self.retried = 0  # how many answers were lost by the server and asked for again
+        self.presumed_lost = 0  # of those, how many never came and were given up on at the deadline
 
     # -- tokens -------------------------------------------------------------------------------------------
     def keys(self) -> dict:
@@ -126,19 +132,29 @@ class ServingClient:
         version: str | None = None,
         retries: int | None = None,
     ) -> requests.Response:
-        """POST one request. Predictions are stateless, hence idempotent: an answer lost by the server itself
-        (a worker scaled down or killed mid-batch, a full job queue: TorchServe's own 500/503/507, not the
-        handler's) is retried after a short back-off."""
+        """POST one request. Predictions are stateless, hence idempotent, so an answer lost by the server itself
+        is asked for again after a short back-off: TorchServe's own 500/503/507 (a worker scaled down or killed
+        mid-batch, a full job queue; not the handler's errors), and silence past `attempt_deadline`, because
+        TorchServe 0.12 drops the jobs a worker has just polled when it is scaled down and never answers them.
+        The last attempt waits the full `timeout`, so a request that is merely slow is still answered."""
         path = f"{self.inference_url}/predictions/{model}" + (f"/{version}" if version else "")
         data = body.encode("utf-8") if isinstance(body, str) else body
         attempts = 1 + (self.retries if retries is None else retries)
-        for attempt in range(attempts):
-            response = self._call("inference", "POST", path, data=data, headers={"Content-Type": content_type})
-            if attempt + 1 == attempts or not _lost_by_server(response):
-                return response
+        deadline = attempt_deadline(len(data), self.deadline, self.deadline_per_mb)
+        for attempt in range(attempts - 1):
+            try:
+                response = self._post(path, data, content_type, timeout=deadline)
+                if not _lost_by_server(response):
+                    return response
+            except requests.Timeout:
+                logger.warning("no answer within %.2f s: presumed lost by the server, asking again", deadline)
+                self.presumed_lost += 1
             self.retried += 1
             time.sleep(self.retry_backoff * (attempt + 1))
-        return response
+        return self._post(path, data, content_type, timeout=self.timeout)
+
+    def _post(self, path: str, data: bytes, content_type: str, timeout: float) -> requests.Response:
+        return self._call("inference", "POST", path, data=data, headers={"Content-Type": content_type}, timeout=timeout)
 
     def predict(self, text: str, key: str | int | None = None, model: str = "sentiment") -> dict:
         payload = {"text": text} if key is None else {"text": text, "key": key}
@@ -179,12 +195,44 @@ class ServingClient:
         )
         return _json_or_raise(response)
 
-    def scale(self, model: str, min_worker: int, max_worker: int | None = None, version: str | None = None) -> dict:
+    def scale(
+        self,
+        model: str,
+        min_worker: int,
+        max_worker: int | None = None,
+        version: str | None = None,
+        timeout: float = 120.0,
+    ) -> dict:
+        """Set a model's worker count and return once the workers are all READY.
+
+        TorchServe is asked asynchronously and this client waits by polling: with synchronous=true TorchServe
+        blocks a Netty event loop that inference connections share until the new workers have loaded, and every
+        prediction on that loop stalls for the whole scale-up."""
+        max_worker = max_worker or min_worker
         path = f"/models/{model}" + (f"/{version}" if version else "")
-        response = self._manage(
-            "PUT", path, min_worker=min_worker, max_worker=max_worker or min_worker, synchronous="true"
-        )
-        return _json_or_raise(response)
+        params = {"min_worker": min_worker, "max_worker": max_worker, "synchronous": "false"}
+        response = self._manage("PUT", path, **params)
+        if response.status_code == 500:
+            # TorchServe 0.12 can fail a scale-down under traffic with a NullPointerException: the worker it stops
+            # empties its batch while the scale-down is still reading it. The worker is already off the model's
+            # list by then, so asking again for the same count is harmless: it finds the count reached.
+            logger.warning("scaling %s answered 500; asking again", path)
+            response = self._manage("PUT", path, **params)
+        _json_or_raise(response)
+        workers = self.wait_for_workers(path, min_worker, max_worker, timeout)
+        return {"status": f"{len(workers)} workers READY for model: {model}", "workers": workers}
+
+    def wait_for_workers(self, path: str, least: int, most: int, timeout: float, poll: float = 0.2) -> list[dict]:
+        """Poll GET `path` (one model version) until it has `least` to `most` workers, all READY."""
+        deadline = time.monotonic() + timeout
+        while True:
+            [described] = _json_or_raise(self._manage("GET", path))
+            workers = described["workers"]
+            if least <= len(workers) <= most and all(w["status"] == "READY" for w in workers):
+                return workers
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{path}: not {least}-{most} READY workers after {timeout:.0f} s: {workers}")
+            time.sleep(poll)
 
     def describe(self, model: str, version: str | None = None) -> list[dict]:
         path = f"/models/{model}" + (f"/{version}" if version else "/all")
@@ -230,15 +278,16 @@ class ServingClient:
         TorchServe starts the archive's own minWorkers..maxWorkers (model-config.yaml: 2) whatever initial_workers
         says (ApiUtils.handleRegister lets the archive win, and register takes no min/max), so the version is scaled
         to `workers` once registered: a second version beside the default must not take the default's cores.
+        Registered asynchronously, as `scale` asks, so that predictions to the serving version never wait on a
+        Netty event loop that TorchServe holds while new workers load; `scale` then waits until they are READY.
         """
         before = set(self.versions(model))
-        self.register(url, initial_workers=workers)
+        self.register(url, initial_workers=workers, synchronous=False)
         added = set(self.versions(model)) - before
         if len(added) != 1:
             raise VersionError(f"registering {url} added no version of {model} (an archive of another model?)")
         [version] = added
-        if self.worker_count(model, version) != workers:
-            self.scale(model, workers, workers, version)
+        self.scale(model, workers, workers, version)
         return version
 
     def wait_until_answers(self, model: str, version: str, timeout: float = 120.0, poll: float = 0.5) -> None:
@@ -300,6 +349,12 @@ class ServingClient:
         self.unregister(model, version)
         remaining = tuple(self.versions(model))
         return Removal(model, version, self.default_version(model) if remaining else None, remaining)
+
+
+def attempt_deadline(body_bytes: int, deadline: float, deadline_per_mb: float) -> float:
+    """Seconds to wait for an answer before presuming it lost: `deadline` for an ordinary review, plus time in
+    proportion to the body, since the largest request the limits allow (6.5 MB) takes seconds to tokenize."""
+    return deadline + deadline_per_mb * body_bytes / 1_000_000
 
 
 class ServingAPIError(RuntimeError):

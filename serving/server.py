@@ -251,7 +251,8 @@ def wait_until_ready(
             if model is None:
                 return time.monotonic() - started
             try:
-                if client.predict_raw(PROBE, "text/plain", model).status_code == 200:
+                # one attempt: a probe sent before the workers have loaded waits in the queue; this loop polls
+                if client.predict_raw(PROBE, "text/plain", model, retries=0).status_code == 200:
                     return time.monotonic() - started
             except Exception:  # noqa: BLE001 - not up yet; keep polling until the deadline
                 pass
