@@ -1,0 +1,365 @@
+"""A fleet of TorchServe replicas behind nginx on one machine: started, supervised, managed from one place.
+
+    python -m serving.fleet start [--replicas 3] [--dir fleet] [--port PORT]   # returns when the proxy answers
+    python -m serving.fleet status | describe | stop [--dir fleet]
+    python -m serving.fleet promote model_store/sentiment_2.0.mar             # replica by replica
+    python -m serving.fleet rollback | scale --workers N | set-default VERSION
+
+Each replica is a whole TorchServe (serving.server.launch) in its own working directory, on free loopback ports,
+with token authorization off: the proxy is the only way in from clients, it checks the fleet's one credential,
+and replicas bound to a private address (loopback here, a pod address behind a NetworkPolicy on a cluster) are
+reachable by nothing else that serves clients. A supervisor process restarts a replica whose server died, on
+the same ports, with the fleet's current default version, so nginx takes it back into rotation by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+from serving import proxy
+from serving.client import ServingClient, version_key
+from serving.server import ROOT, free_ports, launch, read_properties, server_pid, start, stop, wait_until_ready
+
+logger = logging.getLogger(__name__)
+STATE = "fleet.json"
+CREDENTIAL = "credential"
+MODEL = "sentiment"
+REPLICA_OVERRIDES = {
+    # The proxy authenticates clients; each replica would otherwise mint tokens of its own that the proxy could not
+    # know. Replicas listen on a private address that only the proxy is meant to reach.
+    "disable_token_authorization": "true",
+}
+
+
+@dataclass
+class ReplicaState:
+    workdir: str
+    inference: str  # http://127.0.0.1:port
+    management: str
+
+    @property
+    def address(self) -> str:
+        return self.inference.removeprefix("http://")
+
+    def client(self, **kwargs) -> ServingClient:
+        return ServingClient(self.inference, self.management, key_file=None, **kwargs)
+
+
+@dataclass
+class FleetState:
+    directory: str
+    listen: str  # the proxy's host:port: the fleet's one address for clients
+    replicas: list[ReplicaState]
+    archives: dict[str, str] = field(default_factory=dict)  # version -> archive file name in every model store
+    default: str = "1.0"  # the version a restarted replica serves
+    supervisor_pid: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.listen}"
+
+    @property
+    def credential(self) -> str:
+        return (Path(self.directory) / CREDENTIAL).read_text().strip()
+
+    def save(self) -> None:
+        path = Path(self.directory) / STATE
+        partial = path.with_suffix(".tmp")
+        partial.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        partial.replace(path)  # the supervisor reads it while the CLI writes it
+
+    @classmethod
+    def load(cls, directory: Path) -> FleetState:
+        path = Path(directory) / STATE
+        if not path.exists():
+            raise FileNotFoundError(f"no fleet in {directory}: `make fleet` starts one")
+        raw = json.loads(path.read_text())
+        raw["replicas"] = [ReplicaState(**r) for r in raw["replicas"]]
+        return cls(**raw)
+
+
+# -- lifecycle --------------------------------------------------------------------------------------------------
+def start_fleet(
+    directory: Path, mar: Path, replicas: int = 3, port: int | None = None, supervise: bool = True
+) -> FleetState:
+    """Replicas, then the proxy, then the supervisor; returns once a prediction through the proxy answers."""
+    directory = Path(directory).resolve()
+    if (directory / STATE).exists() and _alive(FleetState.load(directory)):
+        raise RuntimeError(f"a fleet already runs in {directory}: `make fleet-stop` first")
+    directory.mkdir(parents=True, exist_ok=True)
+    credential = directory / CREDENTIAL
+    credential.write_text(secrets.token_urlsafe(32) + "\n")
+    credential.chmod(0o600)
+    started: list[ReplicaState] = []
+    try:
+        with ThreadPoolExecutor(replicas) as pool:  # each start waits on its own JVM and workers
+            launches = [
+                pool.submit(launch, directory / f"replica-{i}", mar, REPLICA_OVERRIDES) for i in range(replicas)
+            ]
+            for future in launches:
+                with contextlib.suppress(Exception):  # one that failed is raised again below
+                    instance = future.result()
+                    started.append(ReplicaState(str(instance.workdir), *_addresses(instance.properties)))
+            for future in launches:
+                future.result()
+        listen = f"127.0.0.1:{port or free_ports(1)[0]}"
+        state = FleetState(str(directory), listen, started, archives={"1.0": "sentiment.mar"})
+        start_proxy(state)
+        state.save()
+        if supervise:
+            state.supervisor_pid = _start_supervisor(directory)
+            state.save()
+        wait_until_proxied(state)
+        if supervise and not psutil.pid_exists(state.supervisor_pid):
+            raise RuntimeError(f"the fleet's supervisor exited; see {directory / 'supervisor.log'}")
+    except Exception:
+        for replica in started:
+            stop(Path(replica.workdir))
+        proxy.stop(directory)
+        raise
+    return state
+
+
+def start_proxy(state: FleetState) -> None:
+    max_body = int(read_properties(ROOT / "config.properties")["max_request_size"])
+    settings = proxy.ProxySettings(state.listen, tuple(r.address for r in state.replicas), state.credential, max_body)
+    proxy.render(settings, Path(state.directory))
+    proxy.check(Path(state.directory))
+    proxy.start(Path(state.directory))
+
+
+def stop_fleet(directory: Path) -> None:
+    """Supervisor first (so that it restarts nothing), then the proxy, then every replica, each waited for."""
+    state = FleetState.load(directory)
+    if state.supervisor_pid and psutil.pid_exists(state.supervisor_pid):
+        os.kill(state.supervisor_pid, signal.SIGTERM)
+        psutil.wait_procs([psutil.Process(state.supervisor_pid)], timeout=10)
+    proxy.stop(Path(state.directory))
+    for replica in state.replicas:
+        stop(Path(replica.workdir))
+    state.supervisor_pid = None
+    state.save()
+
+
+def wait_until_proxied(state: FleetState, timeout: float = 60.0) -> None:
+    """Until a prediction through the proxy answers 200."""
+    import requests
+
+    headers = {"Authorization": f"Bearer {state.credential}", "Content-Type": "text/plain"}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(requests.RequestException):
+            if requests.post(f"{state.url}/predictions/{MODEL}", data=b"fine", headers=headers, timeout=5).ok:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"the fleet's proxy did not answer within {timeout:.0f} s; see {state.directory}")
+
+
+# -- the supervisor ---------------------------------------------------------------------------------------------
+def supervise(directory: Path, poll: float = 1.0) -> None:
+    """Restart every replica whose TorchServe has died, until SIGTERM. Runs as its own process."""
+    stopping = False
+
+    def on_term(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    while not stopping:
+        state = FleetState.load(directory)
+        for replica in state.replicas:
+            if not stopping and not _replica_alive(replica):
+                restart_replica(state, replica)
+        time.sleep(poll)
+
+
+def restart_replica(state: FleetState, replica: ReplicaState) -> None:
+    """Start a dead replica again on its own ports and config, serving the fleet's default version; the other
+    versions the fleet keeps (for `rollback`) are registered again beside it, one worker each."""
+    workdir = Path(replica.workdir)
+    logger.warning("replica %s is down; restarting it with %s %s", workdir.name, MODEL, state.default)
+    stop(workdir)  # whatever is left of it (workers of a killed frontend) goes first
+    start(workdir / "config.properties", workdir, models=f"{MODEL}={state.archives[state.default]}")
+    client = replica.client()
+    wait_until_ready(client, MODEL, workdir=workdir)
+    for version, archive in state.archives.items():
+        if version != state.default:
+            client.register_version(archive, MODEL, workers=1)
+    logger.info("replica %s is back", workdir.name)
+
+
+def _start_supervisor(directory: Path) -> int:
+    log = open(directory / "supervisor.log", "ab")  # noqa: SIM115 - handed to the child, which outlives this call
+    process = subprocess.Popen(
+        [sys.executable, "-m", "serving.fleet", "--dir", str(directory), "supervise"],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    log.close()
+    return process.pid
+
+
+# -- management from one place ----------------------------------------------------------------------------------
+def wait_until_whole(state: FleetState, timeout: float = 180.0) -> None:
+    """Until every replica is up and holds every version the fleet keeps: a replica the supervisor is bringing
+    back must not be promoted, rolled back or scaled half-way."""
+    deadline = time.monotonic() + timeout
+    while True:
+        missing = [r for r in state.replicas if not _replica_alive(r) or not _holds(r, set(state.archives))]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"replicas not restored after {timeout:.0f} s: {[Path(r.workdir).name for r in missing]}"
+            )
+        time.sleep(0.5)
+
+
+def _holds(replica: ReplicaState, versions: set[str]) -> bool:
+    try:
+        return versions <= set(replica.client().versions(MODEL))
+    except Exception:  # noqa: BLE001 - not answering yet: not whole
+        return False
+
+
+def describe(state: FleetState) -> dict[str, list[dict]]:
+    return {Path(r.workdir).name: r.client().describe(MODEL) for r in state.replicas}
+
+
+def scale(state: FleetState, workers: int) -> None:
+    wait_until_whole(state)
+    for replica in state.replicas:
+        replica.client().scale(MODEL, workers, workers)
+
+
+def set_default(state: FleetState, version: str) -> None:
+    wait_until_whole(state)
+    for replica in state.replicas:
+        replica.client().set_default(MODEL, version)
+    state.default = version
+    state.save()
+
+
+def promote(state: FleetState, archive: Path, workers: int = 1) -> str:
+    """A rolling upgrade: on each replica in turn, register the archive, wait until it answers, make it the
+    default. The previous version stays registered on every replica for `rollback`; each replica serves the new
+    version from the moment it is its default, and the others serve the old one until their turn."""
+    archive = Path(archive).resolve()
+    version = None
+    wait_until_whole(state)
+    for replica in state.replicas:
+        store = Path(replica.workdir) / "model_store"
+        shutil.copy2(archive, store / archive.name)
+        promotion = replica.client().promote(archive.name, MODEL, workers)
+        version = promotion.version
+        logger.info("%s: %s %s is the default", Path(replica.workdir).name, MODEL, version)
+        state.archives[version] = archive.name
+        state.default = version
+        state.save()  # a replica restarted from now on comes back with the new version
+    return version
+
+
+def rollback(state: FleetState) -> str:
+    """Back to the previous version on every replica; returns the default now."""
+    wait_until_whole(state)
+    for replica in state.replicas:
+        replica.client().rollback(MODEL)
+    remaining = {v for r in state.replicas for v in r.client().versions(MODEL)}
+    state.default = max(remaining, key=version_key)
+    state.archives = {v: a for v, a in state.archives.items() if v in remaining}
+    state.save()
+    return state.default
+
+
+# -- helpers ----------------------------------------------------------------------------------------------------
+def _addresses(props: dict[str, str]) -> tuple[str, str]:
+    return props["inference_address"], props["management_address"]
+
+
+def _replica_alive(replica: ReplicaState) -> bool:
+    pid = server_pid(Path(replica.workdir))
+    return pid is not None and psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+
+
+def _alive(state: FleetState) -> bool:
+    return proxy.proxy_pid(Path(state.directory)) is not None or any(_replica_alive(r) for r in state.replicas)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dir", type=Path, default=ROOT / "fleet", help="the fleet's working directory")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("start", help="start replicas, the proxy and the supervisor")
+    p.add_argument("--replicas", type=int, default=3)
+    p.add_argument("--port", type=int, help="the proxy's loopback port (default: a free one)")
+    p.add_argument("--mar", type=Path, default=ROOT / "model_store" / "sentiment.mar")
+    sub.add_parser("stop", help="stop the supervisor, the proxy and every replica")
+    sub.add_parser("status", help="the proxy's address and each replica's state")
+    sub.add_parser("describe", help="describe the model on every replica")
+    p = sub.add_parser("promote", help="roll a new version out, replica by replica")
+    p.add_argument("archive", type=Path)
+    sub.add_parser("rollback", help="back to the previous version on every replica")
+    p = sub.add_parser("scale", help="set the worker count on every replica")
+    p.add_argument("--workers", type=int, required=True)
+    p = sub.add_parser("set-default", help="make a version the default on every replica")
+    p.add_argument("version")
+    sub.add_parser("supervise", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    if args.command == "start":
+        if not 1 <= args.replicas <= 16:
+            parser.error("--replicas: 1 to 16")
+        state = start_fleet(args.dir, args.mar, args.replicas, args.port)
+        print(f"fleet of {len(state.replicas)} replicas behind {state.url} (credential in {args.dir / CREDENTIAL})")
+        print(
+            f'\n  curl -s {state.url}/predictions/{MODEL} -H "Authorization: Bearer $(cat {args.dir / CREDENTIAL})"'
+            " -H 'Content-Type: text/plain' --data-binary 'A great film.'\n"
+        )
+        return 0
+    if args.command == "supervise":
+        supervise(args.dir)
+        return 0
+    state = FleetState.load(args.dir)
+    if args.command == "stop":
+        stop_fleet(args.dir)
+        print(f"fleet in {args.dir} stopped")
+    elif args.command == "status":
+        up = [Path(r.workdir).name + (" up" if _replica_alive(r) else " DOWN") for r in state.replicas]
+        proxy_up = "up" if proxy.proxy_pid(args.dir) else "DOWN"
+        print(f"proxy {state.url} {proxy_up}; default {state.default}; {', '.join(up)}")
+    elif args.command == "describe":
+        print(json.dumps(describe(state), indent=2))
+    elif args.command == "promote":
+        print(f"{MODEL} {promote(state, args.archive)} is the default on every replica")
+    elif args.command == "rollback":
+        print(f"{MODEL} {rollback(state)} is the default on every replica again")
+    elif args.command == "scale":
+        scale(state, args.workers)
+        print(f"{args.workers} worker(s) per replica")
+    elif args.command == "set-default":
+        set_default(state, args.version)
+        print(f"{MODEL} {args.version} is the default on every replica")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

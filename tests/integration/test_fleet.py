@@ -1,0 +1,151 @@
+"""A fleet of three real TorchServe replicas behind a real nginx on loopback: the edge's contract, a replica killed
+under keyed traffic, a rolling upgrade and a rollback, all without a failed request.
+
+The clients here are plain `requests` sessions with no retries of their own: what they see is what nginx and
+the fleet give any client."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from serving import fleet
+from serving.archive import build
+from serving.server import server_pid
+from tests.integration.conftest import archive_with, model_config_with
+
+REPLICAS = 3
+pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is missing: `make test` installs it")
+
+
+@pytest.fixture(scope="module")
+def config_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("fleet-archive")
+
+
+@pytest.fixture(scope="module")
+def running(config_dir):
+    """Three replicas of one worker each (three on two cores is crowded enough), the proxy, the supervisor."""
+    mar = archive_with(config_dir, model_config_with(minWorkers=1, maxWorkers=1))
+    state = fleet.start_fleet(config_dir / "fleet", mar, replicas=REPLICAS)
+    yield state
+    fleet.stop_fleet(Path(state.directory))
+
+
+@dataclass
+class Traffic:
+    """Closed-loop clients sending keyed reviews through the proxy until stopped; every answer is kept."""
+
+    state: fleet.FleetState
+    clients: int = 2
+    answers: list[tuple[str, int, dict, str]] = field(default_factory=list)  # key, status, body, replica
+    failures: list[str] = field(default_factory=list)
+    halt: threading.Event = field(default_factory=threading.Event)
+    keys: itertools.count = field(default_factory=itertools.count)
+
+    def __post_init__(self) -> None:
+        self.threads = [threading.Thread(target=self.loop) for _ in range(self.clients)]
+
+    def loop(self) -> None:
+        session = requests.Session()
+        headers = {"Authorization": f"Bearer {self.state.credential}", "Content-Type": "application/json"}
+        while not self.halt.is_set():
+            key = f"k{next(self.keys)}"
+            body = f'{{"text": "A fine film, well acted.", "key": "{key}"}}'
+            try:
+                r = session.post(f"{self.state.url}/predictions/sentiment", data=body, headers=headers, timeout=40)
+                self.answers.append((key, r.status_code, r.json(), r.headers.get("X-Upstream", "")))
+            except (requests.RequestException, ValueError) as err:
+                self.failures.append(f"{key}: {type(err).__name__}")
+
+    def __enter__(self) -> Traffic:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.halt.set()
+        for t in self.threads:
+            t.join()
+
+    def check_every_key_answered_once(self) -> None:
+        assert self.failures == [], self.failures[:5]
+        assert [status for _, status, _, _ in self.answers if status != 200] == []
+        keys = [key for key, _, _, _ in self.answers]
+        assert len(keys) == len(set(keys)) > 0
+        assert all(body["key"] == key for key, _, body, _ in self.answers)
+
+
+def post(state: fleet.FleetState, path: str = "/predictions/sentiment", method: str = "POST", **headers):
+    return requests.request(method, state.url + path, data=b"A great film.", headers=headers, timeout=30)
+
+
+def test_the_edge_admits_only_credentialed_predictions(running):
+    auth = {"Authorization": f"Bearer {running.credential}", "Content-Type": "text/plain"}
+    ok = post(running, **auth)
+    assert ok.status_code == 200 and ok.json()["label"] == "positive"
+    assert ok.headers["X-Upstream"] in {r.address for r in running.replicas}
+
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": running.credential}):
+        refused = post(running, **headers)
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized"
+    # the replicas' other routes, and management, are not reachable through the proxy
+    for path in ("/ping", "/models", "/models/sentiment", "/metrics", "/api-description", "/wfpredict/x", "/"):
+        assert post(running, path, **auth).status_code == 404, path
+    assert post(running, method="GET", **auth).status_code == 405
+    assert post(running, method="DELETE", **auth).status_code == 405
+    too_big = requests.post(running.url + "/predictions/sentiment", data=b"x" * 7_000_000, headers=auth, timeout=30)
+    assert too_big.status_code == 413
+    # spread over every replica
+    seen = {post(running, **auth).headers["X-Upstream"] for _ in range(12)}
+    assert seen == {r.address for r in running.replicas}
+
+
+def test_a_rolling_upgrade_fails_no_request(running, config_dir):
+    v2 = build("sentiment", "2.0", config_dir / "v2", config_file=config_dir / "model-config.yaml")
+    with Traffic(running) as traffic:
+        time.sleep(1.0)
+        assert fleet.promote(running, v2) == "2.0"
+        time.sleep(1.0)
+    traffic.check_every_key_answered_once()
+    by_replica: dict[str, list[str]] = {}
+    for _, _, body, replica in traffic.answers:
+        by_replica.setdefault(replica, []).append(body["model_version"])
+    for replica, versions in by_replica.items():  # once a replica answers 2.0, it never answers 1.0 again
+        first = versions.index("2.0") if "2.0" in versions else len(versions)
+        assert set(versions[first:]) <= {"2.0"}, replica
+    assert {v for r in running.replicas for v in [r.client().default_version("sentiment")]} == {"2.0"}
+    assert post(running, Authorization=f"Bearer {running.credential}").json()["model_version"] == "2.0"
+
+
+def test_a_replica_killed_under_traffic_fails_no_request_and_comes_back(running):
+    victim = running.replicas[0]
+    frontend = psutil.Process(server_pid(Path(victim.workdir)))
+    with Traffic(running) as traffic:
+        time.sleep(1.0)
+        for process in [frontend, *frontend.children(recursive=True)]:  # the whole TorchServe, at once
+            process.kill()
+        deadline = time.monotonic() + 120
+        while not fleet._replica_alive(victim) or not any(r == victim.address for *_, r in traffic.answers[-50:]):
+            assert time.monotonic() < deadline, "the killed replica did not come back into rotation"
+            time.sleep(0.5)
+    traffic.check_every_key_answered_once()
+    assert server_pid(Path(victim.workdir)) != frontend.pid
+    back = [body for *_, body, replica in traffic.answers if replica == victim.address][-1]
+    assert back["model_version"] == "2.0"  # restarted with the fleet's default, not the archive it started with
+
+
+def test_rollback_and_management_from_one_place(running):
+    assert fleet.rollback(running) == "1.0"
+    described = fleet.describe(running)
+    assert len(described) == REPLICAS
+    assert all([m["modelVersion"] for m in models] == ["1.0"] for models in described.values())
+    assert post(running, Authorization=f"Bearer {running.credential}").json()["model_version"] == "1.0"
