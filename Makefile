@@ -59,13 +59,13 @@ serve: $(VENV)/.installed java $(MAR) ## start TorchServe on 127.0.0.1:8080-8082
 stop: ## stop the TorchServe started by `make serve`
 	@test ! -x $(PY) || $(PY) -m serving.server stop
 
-test: $(VENV)/.dev-installed java $(MAR) ## run every test: unit, then integration against real TorchServe instances
+test: $(VENV)/.dev-installed java nginx $(MAR) ## run every test: unit, then integration (real TorchServe, nginx), then batch (Spark)
 	$(PY) -m pytest tests
 
 unit: $(VENV)/.dev-installed $(MAR) ## run the unit tests only (no server)
 	$(PY) -m pytest tests/unit
 
-integration: $(VENV)/.dev-installed java $(MAR) ## run the integration tests only (real TorchServe instances on free ports)
+integration: $(VENV)/.dev-installed java nginx $(MAR) ## run the integration tests only (real TorchServe instances on free ports)
 	$(PY) -m pytest tests/integration
 
 lint: $(VENV)/.dev-installed ## ruff check and format check
@@ -75,9 +75,28 @@ lint: $(VENV)/.dev-installed ## ruff check and format check
 soak: $(VENV)/.dev-installed java wrk $(MAR) ## 60 s at concurrency 32 against the shipped config on loopback -> bench/results/soak.json
 	$(PY) -m bench.soak --seconds 60 --connections 32 --out bench/results/soak.json
 
+# Debian packages some targets need, installed when missing: $(call apt_install,command,package,who needs it)
+define apt_install
+@command -v $(1) >/dev/null || { test "$$(id -u)" = 0 || { echo "$(3) need $(1): sudo apt-get install -y $(2)"; exit 1; }; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; }
+endef
+
+.PHONY: nginx fleet fleet-stop bench-fleet
 wrk: # Debian's wrk, the load generator of bench and soak
-	@command -v wrk >/dev/null || { test "$$(id -u)" = 0 || { echo "the load tests need wrk: sudo apt-get install -y wrk"; exit 1; }; \
-		apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+	$(call apt_install,wrk,wrk,the load tests)
+
+nginx: # Debian's nginx, the fleet's proxy
+	$(call apt_install,nginx,nginx-light,the fleet and its tests)
+
+REPLICAS ?= 3
+fleet: $(VENV)/.installed java nginx $(MAR) ## REPLICAS TorchServe replicas (default 3) behind nginx on loopback, supervised; returns when it answers
+	$(PY) -m serving.fleet start --replicas $(REPLICAS)
+
+bench-fleet: $(VENV)/.dev-installed java wrk nginx $(MAR) ## one replica direct vs behind nginx, a fleet of 3, the capacity model -> bench/results/fleet.json
+	$(PY) -m bench.fleet
+
+fleet-stop: ## stop the fleet started by `make fleet`
+	@test ! -f fleet/fleet.json || $(PY) -m serving.fleet stop
 
 bench: $(VENV)/.dev-installed java wrk ## benchmark (minutes): ceiling, TorchServe vs FastAPI peer, cold start -> bench/results/
 	$(PY) -m bench.run
