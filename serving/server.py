@@ -125,12 +125,19 @@ def start(
         cmd += ["--model-store", str(model_store)]
     if models:
         cmd += ["--models", models]
-    out_path = _log_dir(workdir) / SERVER_OUT
-    # The frontend JVM and its workers inherit these streams and outlive this call: left on the caller's, they would
-    # hold its pipe open until the server stops (`make serve | tee serve.log` would never return). A session of
-    # their own keeps them off the caller's terminal, so its Ctrl-C does not reach the server.
-    with open(out_path, "ab") as out:
-        done = subprocess.run(
+    done = _torchserve(cmd, workdir)
+    if done.returncode != 0:
+        raise RuntimeError(f"torchserve --start failed ({done.returncode}): {_tail(workdir / 'logs' / SERVER_OUT)}")
+
+
+def _torchserve(cmd: list[str], workdir: Path) -> subprocess.CompletedProcess:
+    """Run a torchserve command with its output appended to the instance's logs/.
+
+    The frontend JVM and its workers inherit these streams and outlive the call: left on the caller's, they would
+    hold its pipe open until the server stops (`make serve | tee serve.log` would never return). A session of
+    their own keeps them off the caller's terminal, so its Ctrl-C does not reach the server."""
+    with open(_log_dir(workdir) / SERVER_OUT, "ab") as out:
+        return subprocess.run(
             cmd,
             cwd=workdir,
             env=_env(workdir),
@@ -140,8 +147,6 @@ def start(
             start_new_session=True,
             check=False,
         )
-    if done.returncode != 0:
-        raise RuntimeError(f"torchserve --start failed ({done.returncode}): {_tail(out_path)}")
 
 
 def _tail(path: Path, lines: int = 5) -> str:
@@ -156,16 +161,7 @@ def stop(workdir: Path, timeout: float = STOP_TIMEOUT) -> int | None:
     """
     workdir = Path(workdir).resolve()
     processes = _server_processes(server_pid(workdir))  # read first: --stop removes the pid file
-    with open(_log_dir(workdir) / SERVER_OUT, "ab") as out:
-        subprocess.run(
-            [torchserve(), "--stop"],
-            cwd=workdir,
-            env=_env(workdir),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            check=False,
-        )
+    _torchserve([torchserve(), "--stop"], workdir)
     if not processes:
         logger.info("no TorchServe running in %s", workdir)
         return None
