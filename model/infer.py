@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from model.config import ModelConfig
-from model.text import encode_batch, load_tokenizer
+from model.text import TextTokenizer, encode_batch, load_tokenizer
 
 TORCHSCRIPT_FILE = "sentiment.pt"
 CONFIG_FILE = "config.json"
@@ -22,7 +22,7 @@ MANIFEST = Path("MAR-INF") / "MANIFEST.json"  # written by torch-model-archiver
 @dataclass(frozen=True)
 class Scorer:
     model: torch.jit.ScriptModule
-    tokenizer: object
+    tokenizer: TextTokenizer
     max_tokens: int
     version: str
 
@@ -40,12 +40,15 @@ def load_scorer(directory: Path) -> Scorer:
     version = "dev"
     if (directory / MANIFEST).exists():
         version = json.loads((directory / MANIFEST).read_text())["model"]["modelVersion"]
-    return Scorer(model, load_tokenizer(directory / TOKENIZER_DIR), cfg.max_tokens, version)
+    tokenizer = load_tokenizer(directory / TOKENIZER_DIR)
+    if tokenizer.max_tokens != cfg.max_tokens:
+        raise ValueError(f"{directory}: tokenizer.json truncates at {tokenizer.max_tokens}, config at {cfg.max_tokens}")
+    return Scorer(model, tokenizer, cfg.max_tokens, version)
 
 
 def tokenize(scorer: Scorer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """The model input for a batch of texts: one tokenizer call (the first half of `score`)."""
-    return encode_batch(scorer.tokenizer, texts, scorer.max_tokens)
+    return encode_batch(scorer.tokenizer, texts)
 
 
 def forward(scorer: Scorer, batch: tuple[torch.Tensor, torch.Tensor]) -> list[float]:
