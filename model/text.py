@@ -1,10 +1,11 @@
 """The one tokenization code path: training, the TorchServe handler and the batch job all call these.
 
 `tokenizer.json` is the definition of tokenization: it is loaded here with the Hugging Face `tokenizers`
-library, as the device and the browser load it. Reviews in plain ASCII (nine in ten IMDB reviews) take an exact
-pure-Python route through the same definition, at a fraction of the library's cost: the library builds a
-normalised string with per-character alignments, offsets and token strings that this model never reads.
-That route is enabled only when tokenizer.json holds the normaliser, pre-tokeniser and model it implements;
+library, as the device and the browser load it. ASCII text (nine in ten IMDB reviews whole, and the ASCII
+words of the others) takes an exact pure-Python route through the same definition, at a fraction of the
+library's cost: the library builds a normalised string with per-character alignments, offsets and token
+strings that this model never reads. Only the words holding other characters go to the library. The route is
+enabled only when tokenizer.json holds the normaliser, pre-tokeniser and model it implements;
 tests/unit/test_text.py proves identical ids on every IMDB review.
 """
 
@@ -54,6 +55,7 @@ ASCII_ROUTE_DEFINITION = {
 _BREAK = re.compile(BREAK, re.ASCII)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _WORDS = re.compile(r"\w+|[^\w\s]+", re.ASCII)
+_SPACES = re.compile(r"[ \t\n\r]+")  # what BertNormalizer keeps as space: other ASCII controls it deletes
 
 
 @dataclass(frozen=True)
@@ -134,33 +136,69 @@ def load_tokenizer(directory: Path) -> TextTokenizer:
     return wrap(Tokenizer.from_file(str(Path(directory) / TOKENIZER_FILE)))
 
 
-def _ascii_ids(text: str, vocab: dict[str, int], unk_id: int, max_tokens: int) -> list[int]:
-    if "<br" in text:
-        text = _BREAK.sub(" ", text)
+def _ascii_ids(text: str, vocab: dict[str, int], unk_id: int) -> list[int]:
+    """Ids of an ASCII text whose markup is already replaced: the rest of the definition, in Python."""
     if _CONTROL.search(text):
         text = _CONTROL.sub("", text)
     get = vocab.get
-    return [get(word, unk_id) for word in _WORDS.findall(text.lower())[:max_tokens]]
+    return [get(word, unk_id) for word in _WORDS.findall(text.lower())]
 
 
-def _ascii_route(tokenizer: TextTokenizer, text: str) -> bool:
-    return tokenizer.ascii_vocab is not None and text.isascii() and not any(a in text for a in tokenizer.added)
+def _pieces(tokenizer: TextTokenizer, text: str) -> list[str] | None:
+    """The text with its markup replaced, cut where the ASCII route and the library take over from each other:
+    one piece when it is all ASCII, else runs of ASCII words and the words holding other characters, in order.
+    None when the whole text must go to the library.
+
+    The definition never joins what ASCII space separates: the normaliser's steps after the markup's act on one
+    character at a time and keep spaces, and the pre-tokeniser splits at spaces. So a review's ids are its
+    pieces' ids end to end, and only the words holding other characters need the library."""
+    if tokenizer.ascii_vocab is None or any(a in text for a in tokenizer.added):
+        return None
+    if "<br" in text:
+        text = _BREAK.sub(" ", text)
+        if "<br" in text:  # markup that the definition's \s (any Unicode space) may match and ASCII's does not
+            return None
+    if text.isascii():
+        return [text]
+    pieces, run = [], []
+    for word in _SPACES.split(text):
+        if word.isascii():
+            run.append(word)
+        else:
+            pieces.extend((" ".join(run), word))
+            run = []
+    pieces.append(" ".join(run))
+    return pieces
 
 
 def token_ids(tokenizer: TextTokenizer, texts: Sequence[str]) -> list[list[int]]:
-    """Token ids of each text: ASCII texts by the ASCII route, the others in one library call."""
-    out: list[list[int] | None] = [None] * len(texts)
-    rest: list[int] = []
-    for i, text in enumerate(texts):
-        if _ascii_route(tokenizer, text):
-            out[i] = _ascii_ids(text, tokenizer.ascii_vocab, tokenizer.unk_id, tokenizer.max_tokens)
-        else:
-            rest.append(i)
-    if rest:
-        encodings = tokenizer.backend.encode_batch_fast([texts[i] for i in rest], add_special_tokens=False)
-        for i, encoding in zip(rest, encodings, strict=True):
-            out[i] = encoding.ids
-    return out
+    """Token ids of each text, truncated at tokenizer.json's max_tokens: ASCII by the ASCII route, the rest in
+    one library call."""
+    vocab, unk_id, max_tokens = tokenizer.ascii_vocab, tokenizer.unk_id, tokenizer.max_tokens
+    parts: list[list[list[int] | int]] = []  # per text: ids from the ASCII route, or an index into `rest`
+    rest: list[str] = []  # for the library: whole texts and the words holding characters beyond ASCII
+    for text in texts:
+        pieces = _pieces(tokenizer, text)
+        if pieces is None:
+            parts.append([len(rest)])
+            rest.append(text)
+            continue
+        ids: list[list[int] | int] = []
+        for piece in pieces:
+            if piece.isascii():
+                ids.append(_ascii_ids(piece, vocab, unk_id))
+            else:
+                ids.append(len(rest))
+                rest.append(piece)
+        parts.append(ids)
+    done = [e.ids for e in tokenizer.backend.encode_batch_fast(rest, add_special_tokens=False)] if rest else []
+    return [
+        p[0][:max_tokens] if len(p) == 1 and not isinstance(p[0], int) else _joined(p, done, max_tokens) for p in parts
+    ]
+
+
+def _joined(parts: list[list[int] | int], done: list[list[int]], max_tokens: int) -> list[int]:
+    return list(chain.from_iterable(done[p] if isinstance(p, int) else p for p in parts))[:max_tokens]
 
 
 def library_token_ids(tokenizer: TextTokenizer, texts: Sequence[str]) -> list[list[int]]:
