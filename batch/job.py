@@ -34,7 +34,7 @@ def predictions(spark: SparkSession, settings: JobSettings) -> DataFrame:
 def warming(spark: SparkSession, mar_name: str) -> Iterator[None]:
     """Load the archive in one Python worker while the JVM samples and spreads the input on the other cores.
 
-    The first Python task starts Spark's Python daemon, which imports torch and transformers (seconds of work)
+    The first Python task starts Spark's Python daemon, which imports torch and tokenizers (seconds of work)
     before it forks the workers; Spark reuses them across jobs. Started first, this overlaps with the driver
     reading the input, and the scoring stage starts with a loaded worker. It is a one-task RDD job: a query
     would first spend half a second being planned in a cold JVM. A failure here is left to the scoring stage,

@@ -43,7 +43,7 @@ def local_conf() -> dict[str, str]:
     """Settings for a local master, where the JVM and the Python workers share this machine's cores."""
     return {
         "spark.driver.extraJavaOptions": f"{LOCAL_JVM} {cds.java_options()}".strip(),
-        # Python workers fork from a daemon that has imported torch and transformers once (preload/)
+        # Python workers fork from a daemon that has imported torch and tokenizers once (preload/)
         "spark.python.daemon.module": "sentiment_daemon",
         "spark.executorEnv.PYTHONPATH": os.pathsep.join(filter(None, (str(PRELOAD), os.environ.get("PYTHONPATH")))),
     }

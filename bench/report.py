@@ -36,15 +36,18 @@ def serving_table(results: dict) -> str:
 
 def ceiling_table(results: dict) -> str:
     lines = [
-        "| reviews | batch | items/s (1 core) | decode | tokenize | forward | sigmoid + encode |",
-        "|---|---|---|---|---|---|---|",
+        "| reviews | batch | items/s (1 core) | before (bench/baseline.py) | speedup (wall, CPU) | decode | tokenize "
+        "| forward | sigmoid + encode |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for mix, rows in results["ceiling"].items():
         for row in rows:
             s = row["split"]
+            before = f"{row['before']['items_per_s']:,.0f}" if "before" in row else "-"
+            speedup = f"{row['speedup']:.2f}x, {row['speedup_cpu']:.2f}x" if "speedup" in row else "-"
             lines.append(
-                f"| {mix} | {row['batch']} | {row['items_per_s']:,.0f} | {s['decode']:.0%} | {s['tokenize']:.0%} | "
-                f"{s['forward']:.0%} | {s['encode']:.0%} |"
+                f"| {mix} | {row['batch']} | {row['items_per_s']:,.0f} | {before} | {speedup} | {s['decode']:.0%} | "
+                f"{s['tokenize']:.0%} | {s['forward']:.0%} | {s['encode']:.0%} |"
             )
     return "\n".join(lines)
 

@@ -59,7 +59,16 @@ def targets(results: dict) -> list[dict]:
         c1 = ts["single"][mix][0]["p50_ms"] / peer["single"][mix][0]["p50_ms"]
         out.append({"target": f"{mix}: c=64 req/s >= 2x peer", "measured": f"{c64:.2f}x", "holds": c64 >= 2.0})
         out.append({"target": f"{mix}: c=1 p50 <= 2.5x peer", "measured": f"{c1:.2f}x", "holds": c1 <= 2.5})
-    ceiling128 = next(r for r in results["ceiling"]["imdb"] if r["batch"] == 128)["items_per_s"] * results["cores"]
+    imdb128 = next(r for r in results["ceiling"]["imdb"] if r["batch"] == 128)
+    out.append(
+        {
+            "target": "imdb ceiling at batch 128: >= 2.5x the tokenization it replaced (bench/baseline.py), same run",
+            "measured": f"{imdb128['speedup']:.2f}x wall, {imdb128['speedup_cpu']:.2f}x CPU "
+            f"({imdb128['items_per_s']:,.0f} vs {imdb128['before']['items_per_s']:,.0f} reviews/s)",
+            "holds": imdb128["speedup"] >= 2.5,
+        }
+    )
+    ceiling128 = imdb128["items_per_s"] * results["cores"]
     inst = ts["instances"]["reviews_per_s"] / ceiling128
     cold = results["cold_start"]["torchserve_start"]["median_s"]
     out.append(

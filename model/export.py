@@ -36,9 +36,8 @@ def load_eager(artifacts: Path) -> SentimentNet:
 def export(artifacts: Path) -> Path:
     net = load_eager(artifacts)
     tokenizer = load_tokenizer(artifacts / TOKENIZER_DIR)
-    max_tokens = ModelConfig.from_json(artifacts / CONFIG_FILE).max_tokens
-    example = encode_batch(tokenizer, EXAMPLES, max_tokens)
-    checks = [encode_batch(tokenizer, EXAMPLES[:1], max_tokens), encode_batch(tokenizer, EXAMPLES * 7, max_tokens)]
+    example = encode_batch(tokenizer, EXAMPLES)
+    checks = [encode_batch(tokenizer, EXAMPLES[:1]), encode_batch(tokenizer, EXAMPLES * 7)]
     with torch.no_grad():
         traced = torch.jit.trace(net, example, check_inputs=checks)
     path = artifacts / TORCHSCRIPT_FILE

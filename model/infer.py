@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from model.config import ModelConfig
-from model.text import UNK, encode_batch, load_tokenizer
+from model.text import UNK, TextTokenizer, encode_batch, load_tokenizer
 
 TORCHSCRIPT_FILE = "sentiment.pt"
 CONFIG_FILE = "config.json"
@@ -22,7 +22,7 @@ MANIFEST = Path("MAR-INF") / "MANIFEST.json"  # written by torch-model-archiver
 @dataclass(frozen=True)
 class Scorer:
     model: torch.jit.ScriptModule
-    tokenizer: object
+    tokenizer: TextTokenizer
     max_tokens: int
     version: str
     unk_id: int  # the id of [UNK]: a token outside the vocabulary
@@ -55,12 +55,14 @@ def load_scorer(directory: Path) -> Scorer:
     if (directory / MANIFEST).exists():
         version = json.loads((directory / MANIFEST).read_text())["model"]["modelVersion"]
     tokenizer = load_tokenizer(directory / TOKENIZER_DIR)
-    return Scorer(model, tokenizer, cfg.max_tokens, version, tokenizer.convert_tokens_to_ids(UNK))
+    if tokenizer.max_tokens != cfg.max_tokens:
+        raise ValueError(f"{directory}: tokenizer.json truncates at {tokenizer.max_tokens}, config at {cfg.max_tokens}")
+    return Scorer(model, tokenizer, cfg.max_tokens, version, tokenizer.backend.token_to_id(UNK))
 
 
 def tokenize(scorer: Scorer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """The model input for a batch of texts: one tokenizer call (the first half of `score`)."""
-    return encode_batch(scorer.tokenizer, texts, scorer.max_tokens)
+    return encode_batch(scorer.tokenizer, texts)
 
 
 def forward(scorer: Scorer, batch: tuple[torch.Tensor, torch.Tensor]) -> list[float]:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from model.config import ModelConfig
 from model.data import DATA_DIR, IMDB_TRAIN, SST2_DEV, book_split, read_jsonl, read_sst2
 from model.net import SentimentNet
-from model.text import build_tokenizer, pack, token_ids
+from model.text import build_tokenizer, pack, save_tokenizer, token_ids
 
 logger = logging.getLogger(__name__)
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -44,8 +44,8 @@ def train(cfg: ModelConfig, data_dir: Path, out: Path) -> dict:
 
     tokenizer = build_tokenizer((r["text"] for r in train_rows), cfg.vocab_size, cfg.min_frequency, cfg.max_tokens)
     cfg = ModelConfig(**{**cfg.__dict__, "vocab_size": len(tokenizer)})  # the real size, if the corpus is small
-    train_ids = token_ids(tokenizer, [r["text"] for r in train_rows], cfg.max_tokens)
-    val_ids = token_ids(tokenizer, [r["text"] for r in val_rows], cfg.max_tokens)
+    train_ids = token_ids(tokenizer, [r["text"] for r in train_rows])
+    val_ids = token_ids(tokenizer, [r["text"] for r in val_rows])
     train_labels = [int(r["label"]) for r in train_rows]
     val_labels = [int(r["label"]) for r in val_rows]
 
@@ -78,10 +78,10 @@ def train(cfg: ModelConfig, data_dir: Path, out: Path) -> dict:
     net.load_state_dict(best[1])
     val_loss, val_acc = evaluate(net, val_ids, val_labels)
     sst_texts, sst_labels = read_sst2(data_dir / SST2_DEV)
-    _, sst_acc = evaluate(net, token_ids(tokenizer, sst_texts, cfg.max_tokens), sst_labels)
+    _, sst_acc = evaluate(net, token_ids(tokenizer, sst_texts), sst_labels)
 
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer.save_pretrained(str(out / "tokenizer"))
+    save_tokenizer(tokenizer, out / "tokenizer")
     cfg.to_json(out / "config.json")
     torch.save(net.state_dict(), out / "weights.pt")
     metrics = {

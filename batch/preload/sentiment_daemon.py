@@ -1,7 +1,7 @@
 """Spark's Python daemon, with the scoring stack's libraries imported once before it forks the workers.
 
 pyspark.daemon forks every Python worker from one process, so what that process has imported, each worker has
-for free: torch, transformers, pyarrow (with pandas, which it imports as it builds its first array) and pyspark's
+for free: torch, tokenizers, pyarrow (with pandas, which it imports as it builds its first array) and pyspark's
 own worker take ~1.5 s of CPU to import, which every worker would otherwise pay on its first task, on the cores
 the scoring needs. Only third-party libraries are imported here: the project's own code still comes to the
 workers from the archive (SparkContext.addPyFile), so that what is deployed is what scores. Used in local mode
@@ -13,9 +13,6 @@ import os
 import sys
 
 SPARK_ARCHIVES = ("pyspark", "py4j", "spark-")  # what Spark's worker path holds of its own
-
-os.environ.setdefault("USE_TORCH", "0")  # as model/text.py: transformers only loads the tokenizer
-os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 # Spark puts its pyspark.zip, py4j zip and spark-core jar first on the workers' path. Modules imported from a zip
 # are compiled from source in every process (no bytecode cache), and every task's importlib.invalidate_caches()
@@ -30,8 +27,8 @@ for _archive in _archives:
 
 import pandas  # noqa: E402, F401
 import pyarrow  # noqa: E402, F401
+import tokenizers  # noqa: E402, F401
 import torch  # noqa: E402, F401
-import transformers.tokenization_utils_fast  # noqa: E402, F401
 import yaml  # noqa: E402, F401
 from pyspark import daemon, worker  # noqa: E402, F401
 

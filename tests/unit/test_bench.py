@@ -17,12 +17,15 @@ def scorer(model_dir):
     return load_scorer(model_dir)
 
 
-def test_ceiling_times_every_stage(scorer):
+def test_ceiling_times_every_stage(scorer, model_dir):
     bodies = single_bodies(load_reviews(8))
-    spent = ceiling.one_batch(scorer, bodies, settings.read().limits)
-    assert set(spent) == set(ceiling.STAGES) and all(s > 0 for s in spent.values())
-    cell = ceiling.measure_batch(scorer, bodies, batch=4, seconds=0.05)
-    assert cell["items_per_s"] > 0 and sum(cell["split"].values()) == pytest.approx(1.0)
+    limits = settings.read().limits
+    spent = ceiling.one_batch(scorer, bodies, limits)
+    assert set(spent) == set(ceiling.STAGES) | {f"cpu_{s}" for s in ceiling.STAGES}
+    assert all(spent[s] > 0 for s in ceiling.STAGES)
+    for tokenize in (None, ceiling.baseline_tokenize(model_dir)):  # today's path, and the one it replaced
+        cell = ceiling.measure_batch(scorer, bodies, 4, 0.05, *([tokenize] if tokenize else []))
+        assert cell["items_per_s"] > 0 and sum(cell["split"].values()) == pytest.approx(1.0)
 
 
 def test_peer_answers_as_the_handler_does(model_dir):

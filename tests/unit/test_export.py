@@ -24,7 +24,7 @@ def test_eager_equals_torchscript(models, batch_size):
     eager, scorer = models
     texts = load_reviews(256)[:batch_size]
     texts[0] = texts[0] * 20  # one review far beyond max_tokens: truncated identically
-    ids, offsets = encode_batch(scorer.tokenizer, texts, scorer.max_tokens)
+    ids, offsets = encode_batch(scorer.tokenizer, texts)
     with torch.no_grad():
         expected = eager(ids, offsets)
         actual = scorer.model(ids, offsets)
@@ -37,6 +37,6 @@ def test_archive_holds_the_committed_model(models, model_dir):
     _, scorer = models
     deployed = load_scorer(model_dir)
     texts = load_reviews(16)
-    a = scorer.model(*encode_batch(scorer.tokenizer, texts, scorer.max_tokens))
-    b = deployed.model(*encode_batch(deployed.tokenizer, texts, deployed.max_tokens))
+    a = scorer.model(*encode_batch(scorer.tokenizer, texts))
+    b = deployed.model(*encode_batch(deployed.tokenizer, texts))
     assert (a - b).abs().max().item() < 1e-6
