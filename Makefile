@@ -20,8 +20,15 @@ MAR := $(call archive_file,$(BASE_VERSION))
 MAR_INPUTS := $(ARTIFACTS)/sentiment.pt $(ARTIFACTS)/config.json $(wildcard $(ARTIFACTS)/tokenizer/*) \
 	model/__init__.py model/config.py model/text.py model/infer.py $(wildcard handler/*.py) model-config.yaml \
 	serving/archive.py Makefile
+# The phase-2 model of the two-phase cascade, served beside sentiment by the same handler
+BIGRAM := model/artifacts_bigram
+BIGRAM_MAR := model_store/sentiment-bigram.mar
+BIGRAM_INPUTS := $(BIGRAM)/bigram.pt $(BIGRAM)/config.json $(ARTIFACTS)/tokenizer/tokenizer.json \
+	model/__init__.py model/config.py model/text.py model/infer.py model/bigram_net.py $(wildcard handler/*.py) \
+	model-config.yaml serving/archive.py
 
 .PHONY: help serve stop test unit integration lint train export archive clean java bench bench-frontier wrk
+.PHONY: train-bigram archive-bigram
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -47,25 +54,33 @@ export: $(VENV)/.installed ## trace the trained model to TorchScript (model/arti
 
 archive: $(call archive_file,$(VERSION)) ## build model_store/sentiment.mar (1.0); VERSION=2.0: sentiment_2.0.mar beside it
 
+train-bigram: $(VENV)/.installed ## train and trace the phase-2 uni+bigram model (model/artifacts_bigram; ~2 min)
+	$(PY) -m model.train_bigram
+
+archive-bigram: $(BIGRAM_MAR) ## build model_store/sentiment-bigram.mar, the phase-2 model's archive
+
+$(BIGRAM_MAR): $(BIGRAM_INPUTS) | $(VENV)/.installed
+	$(PY) -m serving.archive --name sentiment-bigram
+
 $(MAR): $(MAR_INPUTS) | $(VENV)/.installed
 	$(PY) -m serving.archive --version $(BASE_VERSION)
 
 model_store/sentiment_%.mar: $(MAR_INPUTS) | $(VENV)/.installed
 	$(PY) -m serving.archive --version $*
 
-serve: $(VENV)/.installed java $(MAR) ## start TorchServe on 127.0.0.1:8080-8082 with the model; returns when it answers
+serve: $(VENV)/.installed java $(MAR) $(BIGRAM_MAR) ## start TorchServe on 127.0.0.1:8080-8082 with both models; returns when they answer
 	$(PY) -m serving.server start
 
 stop: ## stop the TorchServe started by `make serve`
 	@test ! -x $(PY) || $(PY) -m serving.server stop
 
-test: $(VENV)/.dev-installed java $(MAR) ## run every test: unit, then integration against real TorchServe instances
+test: $(VENV)/.dev-installed java $(MAR) $(BIGRAM_MAR) ## run every test: unit, then integration against real TorchServe instances
 	$(PY) -m pytest tests
 
-unit: $(VENV)/.dev-installed $(MAR) ## run the unit tests only (no server)
+unit: $(VENV)/.dev-installed $(MAR) $(BIGRAM_MAR) ## run the unit tests only (no server)
 	$(PY) -m pytest tests/unit
 
-integration: $(VENV)/.dev-installed java $(MAR) ## run the integration tests only (real TorchServe instances on free ports)
+integration: $(VENV)/.dev-installed java $(MAR) $(BIGRAM_MAR) ## run the integration tests only (real TorchServe instances on free ports)
 	$(PY) -m pytest tests/integration
 
 lint: $(VENV)/.dev-installed ## ruff check and format check
@@ -102,4 +117,4 @@ bench-batch: $(VENV)/.dev-installed java $(MAR) $(VENV)/.spark-classes ## Spark 
 	$(PY) -m bench.batch_job --mar $(MAR)
 
 clean: ## remove the archive, logs and caches (keeps .venv and the trained artifacts)
-	rm -rf $(MAR) model_store/sentiment_*.mar logs tmp key_file.json .pytest_cache .ruff_cache
+	rm -rf $(MAR) model_store/sentiment_*.mar $(BIGRAM_MAR) logs tmp key_file.json .pytest_cache .ruff_cache
