@@ -26,9 +26,14 @@ BIGRAM_MAR := model_store/sentiment-bigram.mar
 BIGRAM_INPUTS := $(BIGRAM)/bigram.pt $(BIGRAM)/config.json $(ARTIFACTS)/tokenizer/tokenizer.json \
 	model/__init__.py model/config.py model/text.py model/infer.py model/bigram_net.py $(wildcard handler/*.py) \
 	model-config.yaml serving/archive.py
+# The device bundle (edge/): the int8 ONNX model, the tokenizer, the calibrated settings; not committed
+EDGE_BUNDLE := dist/edge/settings.json
+EDGE_INPUTS := $(ARTIFACTS)/weights.pt $(ARTIFACTS)/sentiment.pt $(ARTIFACTS)/config.json \
+	$(ARTIFACTS)/tokenizer/tokenizer.json $(BIGRAM)/bigram.pt model/net.py model/export.py model/onnx_export.py \
+	model/bundle.py model/calibration.py model-config.yaml
 
 .PHONY: help serve stop test unit integration lint train export archive clean java bench bench-frontier wrk
-.PHONY: train-bigram archive-bigram
+.PHONY: train-bigram archive-bigram edge
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -62,25 +67,30 @@ archive-bigram: $(BIGRAM_MAR) ## build model_store/sentiment-bigram.mar, the pha
 $(BIGRAM_MAR): $(BIGRAM_INPUTS) | $(VENV)/.installed
 	$(PY) -m serving.archive --name sentiment-bigram
 
+edge: $(EDGE_BUNDLE) ## build the device bundle in dist/edge/: int8 ONNX model, tokenizer, calibrated settings
+
+$(EDGE_BUNDLE): $(EDGE_INPUTS) | $(VENV)/.installed
+	$(PY) -m model.bundle
+
 $(MAR): $(MAR_INPUTS) | $(VENV)/.installed
 	$(PY) -m serving.archive --version $(BASE_VERSION)
 
 model_store/sentiment_%.mar: $(MAR_INPUTS) | $(VENV)/.installed
 	$(PY) -m serving.archive --version $*
 
-serve: $(VENV)/.installed java $(MAR) $(BIGRAM_MAR) ## start TorchServe on 127.0.0.1:8080-8082 with both models; returns when they answer
+serve: $(VENV)/.installed java $(MAR) $(BIGRAM_MAR) $(EDGE_BUNDLE) ## start TorchServe on 127.0.0.1:8080-8082 with both models; returns when they answer
 	$(PY) -m serving.server start
 
 stop: ## stop the TorchServe started by `make serve`
 	@test ! -x $(PY) || $(PY) -m serving.server stop
 
-test: $(VENV)/.dev-installed java $(MAR) $(BIGRAM_MAR) ## run every test: unit, then integration against real TorchServe instances
+test: $(VENV)/.dev-installed java $(MAR) $(BIGRAM_MAR) $(EDGE_BUNDLE) ## run every test: unit, then integration against real TorchServe instances
 	$(PY) -m pytest tests
 
-unit: $(VENV)/.dev-installed $(MAR) $(BIGRAM_MAR) ## run the unit tests only (no server)
+unit: $(VENV)/.dev-installed $(MAR) $(BIGRAM_MAR) $(EDGE_BUNDLE) ## run the unit tests only (no server)
 	$(PY) -m pytest tests/unit
 
-integration: $(VENV)/.dev-installed java $(MAR) $(BIGRAM_MAR) ## run the integration tests only (real TorchServe instances on free ports)
+integration: $(VENV)/.dev-installed java $(MAR) $(BIGRAM_MAR) $(EDGE_BUNDLE) ## run the integration tests only (real TorchServe instances on free ports)
 	$(PY) -m pytest tests/integration
 
 lint: $(VENV)/.dev-installed ## ruff check and format check
@@ -117,4 +127,4 @@ bench-batch: $(VENV)/.dev-installed java $(MAR) $(VENV)/.spark-classes ## Spark 
 	$(PY) -m bench.batch_job --mar $(MAR)
 
 clean: ## remove the archive, logs and caches (keeps .venv and the trained artifacts)
-	rm -rf $(MAR) model_store/sentiment_*.mar $(BIGRAM_MAR) logs tmp key_file.json .pytest_cache .ruff_cache
+	rm -rf $(MAR) model_store/sentiment_*.mar $(BIGRAM_MAR) dist logs tmp key_file.json .pytest_cache .ruff_cache
