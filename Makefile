@@ -33,7 +33,7 @@ EDGE_INPUTS := $(ARTIFACTS)/weights.pt $(ARTIFACTS)/sentiment.pt $(ARTIFACTS)/co
 	model/bundle.py model/calibration.py model-config.yaml
 
 .PHONY: help serve stop test unit integration lint train export archive clean java bench bench-frontier wrk
-.PHONY: train-bigram archive-bigram edge
+.PHONY: train-bigram archive-bigram edge two-phase-report
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -59,7 +59,7 @@ export: $(VENV)/.installed ## trace the trained model to TorchScript (model/arti
 
 archive: $(call archive_file,$(VERSION)) ## build model_store/sentiment.mar (1.0); VERSION=2.0: sentiment_2.0.mar beside it
 
-train-bigram: $(VENV)/.installed ## train and trace the phase-2 uni+bigram model (model/artifacts_bigram; ~2 min)
+train-bigram: $(VENV)/.installed ## train and trace the phase-2 uni+bigram model (model/artifacts_bigram; 2-3 min)
 	$(PY) -m model.train_bigram
 
 archive-bigram: $(BIGRAM_MAR) ## build model_store/sentiment-bigram.mar, the phase-2 model's archive
@@ -71,6 +71,9 @@ edge: $(EDGE_BUNDLE) ## build the device bundle in dist/edge/: int8 ONNX model, 
 
 $(EDGE_BUNDLE): $(EDGE_INPUTS) | $(VENV)/.installed
 	$(PY) -m model.bundle
+
+two-phase-report: $(VENV)/.dev-installed java $(EDGE_BUNDLE) $(BIGRAM_MAR) ## measure the cascade -> bench/results/two_phase*
+	$(PY) -m bench.two_phase
 
 $(MAR): $(MAR_INPUTS) | $(VENV)/.installed
 	$(PY) -m serving.archive --version $(BASE_VERSION)
