@@ -30,7 +30,7 @@ BIGRAM_INPUTS := $(BIGRAM)/bigram.pt $(BIGRAM)/config.json $(ARTIFACTS)/tokenize
 EDGE_BUNDLE := dist/edge/settings.json
 EDGE_INPUTS := $(ARTIFACTS)/weights.pt $(ARTIFACTS)/sentiment.pt $(ARTIFACTS)/config.json \
 	$(ARTIFACTS)/tokenizer/tokenizer.json $(BIGRAM)/bigram.pt model/net.py model/export.py model/onnx_export.py \
-	model/bundle.py model/calibration.py model-config.yaml
+	serving/bundle.py model/calibration.py model-config.yaml
 
 .PHONY: help serve stop test unit integration lint train export archive clean java bench bench-frontier wrk
 .PHONY: train-bigram archive-bigram edge two-phase-report
@@ -70,7 +70,7 @@ $(BIGRAM_MAR): $(BIGRAM_INPUTS) | $(VENV)/.installed
 edge: $(EDGE_BUNDLE) ## build the device bundle in dist/edge/: int8 ONNX model, tokenizer, calibrated settings
 
 $(EDGE_BUNDLE): $(EDGE_INPUTS) | $(VENV)/.installed
-	$(PY) -m model.bundle
+	$(PY) -m serving.bundle
 
 two-phase-report: $(VENV)/.dev-installed java $(EDGE_BUNDLE) $(BIGRAM_MAR) ## measure the cascade -> bench/results/two_phase*
 	$(PY) -m bench.two_phase

@@ -32,9 +32,9 @@ from edge.device import BUNDLE_FILES, DeviceModel
 from model import calibration
 from model.bigram_net import ARTIFACTS as BIGRAM_ARTIFACTS
 from model.bigram_net import TORCHSCRIPT_FILE as BIGRAM_FILE
-from model.bundle import ARTIFACTS, DIST, evaluation_splits, torch_logits
 from model.infer import TORCHSCRIPT_FILE, load_scorer
 from model.text import token_ids
+from serving.bundle import ARTIFACTS, DIST, evaluation_splits, torch_logits
 from serving.server import launch
 
 logger = logging.getLogger(__name__)

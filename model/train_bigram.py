@@ -23,6 +23,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from model.bigram_net import ARTIFACTS, TORCHSCRIPT_FILE, BigramConfig, BigramNet, file_sha256
+from model.config import ModelConfig
 from model.data import DATA_DIR, IMDB_TRAIN, SST2_DEV, book_split, read_jsonl, read_sst2
 from model.text import encode_batch, load_tokenizer, token_ids
 
@@ -94,7 +95,8 @@ def train(cfg: BigramConfig, data_dir: Path, out: Path, tokenizer_dir: Path = TO
     started = time.perf_counter()
     tokenizer = load_tokenizer(tokenizer_dir)
     sha = file_sha256(tokenizer_dir / TOKENIZER_JSON)
-    cfg = BigramConfig(**{**cfg.__dict__, "vocab_size": len(tokenizer), "tokenizer_sha256": sha})
+    vocab_size = ModelConfig.from_json(tokenizer_dir.parent / "config.json").vocab_size  # the tokenizer's, as trained
+    cfg = BigramConfig(**{**cfg.__dict__, "vocab_size": vocab_size, "tokenizer_sha256": sha})
     train_rows, val_rows = book_split(read_jsonl(data_dir / IMDB_TRAIN), cfg.val_every)
     train_ids = token_ids(tokenizer, [r["text"] for r in train_rows], cfg.max_tokens)
     val_ids = token_ids(tokenizer, [r["text"] for r in val_rows], cfg.max_tokens)

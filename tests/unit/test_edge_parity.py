@@ -16,12 +16,12 @@ from edge.device import DeviceModel
 from edge.device import pad as device_pad
 from handler.codec import Instance, decode
 from model import calibration
-from model.bundle import ARTIFACTS, evaluation_splits
 from model.export import load_eager
 from model.infer import load_scorer
 from model.onnx_export import DeviceNet, logit_error_bound
 from model.onnx_export import pad as build_pad
 from model.text import pack, token_ids
+from serving.bundle import ARTIFACTS, evaluation_splits
 from tests.catalogue import CASES, LIMITS
 from tests.conftest import EDGE_BUNDLE, ROOT
 

@@ -1,4 +1,4 @@
-"""Build the device bundle: `python -m model.bundle [--out dist/edge]` (`make edge`).
+"""Build the device bundle: `python -m serving.bundle [--out dist/edge]` (`make edge`).
 
 From the committed artifacts of both models, every step rerun from scratch so that a retrained model or
 tokenizer only needs `make edge` again:
@@ -8,6 +8,9 @@ tokenizer only needs `make edge` again:
   4. the threshold read off the validation split's cascade curve against the phase-2 model;
   5. settings.json: the device's settings, and how each was obtained.
 Plain files only (model.onnx, tokenizer.json, settings.json), so a browser page can fetch them as they are.
+
+It lives beside serving/archive.py because it is the device's archive: like a .mar it packs the model with the
+handler's facts (the request limits the device enforces), and only serving/ may import both model and handler.
 """
 
 from __future__ import annotations
@@ -30,9 +33,9 @@ from model.bigram_net import ARTIFACTS as BIGRAM_ARTIFACTS
 from model.bigram_net import TORCHSCRIPT_FILE as BIGRAM_FILE
 from model.data import DATA_DIR, IMDB_TRAIN, SST2_DEV, book_split, read_jsonl, read_sst2
 from model.export import load_eager
-from model.infer import CONFIG_FILE, TOKENIZER_DIR, TORCHSCRIPT_FILE
+from model.infer import TOKENIZER_DIR, load_scorer
 from model.onnx_export import DeviceNet, export, pad
-from model.text import UNK, load_tokenizer, pack, token_ids
+from model.text import pack, token_ids
 
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,13 +112,11 @@ def build(
 ) -> dict:
     """Write the bundle to `out` (replaced as a whole once complete); returns its settings."""
     cfg = cfg or BundleConfig()
-    max_tokens = json.loads((artifacts / CONFIG_FILE).read_text())["max_tokens"]
-    tokenizer = load_tokenizer(artifacts / TOKENIZER_DIR)
+    served = load_scorer(artifacts)  # the served model, tokenizer, max_tokens and [UNK], as the handler loads them
     eager = load_eager(artifacts)
-    served = torch.jit.load(str(artifacts / TORCHSCRIPT_FILE), map_location="cpu").eval()
     phase2 = torch.jit.load(str(bigram_artifacts / BIGRAM_FILE), map_location="cpu").eval()
     val, _ = evaluation_splits(data_dir, cfg.val_every)
-    val_ids = token_ids(tokenizer, val.texts, max_tokens)
+    val_ids = token_ids(served.tokenizer, val.texts, served.max_tokens)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".bundle-") as tmp:
         tmp = Path(tmp)
@@ -123,7 +124,7 @@ def build(
         shutil.copy2(artifacts / TOKENIZER_DIR / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
 
         int8 = onnx_logits(session(tmp / MODEL_FILE), val_ids)
-        fp32 = torch_logits(served, val_ids)
+        fp32 = torch_logits(served.model, val_ids)
         temperature = calibration.fit_temperature(int8, val.labels)
         p_before, p_after = calibration.sigmoid(int8), calibration.sigmoid(int8 / temperature)
         confidences = np.maximum(p_after, 1 - p_after)
@@ -134,8 +135,8 @@ def build(
 
         settings = {
             "model_version": cfg.model_version,
-            "max_tokens": max_tokens,
-            "unk_id": tokenizer.convert_tokens_to_ids(UNK),
+            "max_tokens": served.max_tokens,
+            "unk_id": served.unk_id,
             "temperature": round(temperature, 6),
             "threshold": round(chosen.threshold, 6),
             "audit_rate": cfg.audit_rate,
