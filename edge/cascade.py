@@ -18,6 +18,7 @@ refuse gets the same error object here, in its own slot, and is never sent.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import random
@@ -163,8 +164,11 @@ class TwoPhaseClient:
         except urllib.error.HTTPError as err:
             logger.warning("phase 2 answered %d for %d reviews: phase-1 answers stand", err.code, len(instances))
             return [None] * len(instances)
-        except (OSError, ValueError) as err:  # refused, timed out, reset, or an answer of the wrong shape
-            logger.warning("phase 2 unreachable for %d reviews (%s): phase-1 answers stand", len(instances), err)
+        except (OSError, http.client.HTTPException, ValueError) as err:  # refused, timed out, reset, cut short,
+            # or an answer of the wrong shape; only the error's type is logged: a message could quote the answer
+            logger.warning(
+                "phase 2 unreachable for %d reviews (%s): phase-1 answers stand", len(instances), type(err).__name__
+            )
             return [None] * len(instances)
         out: list[dict | None] = []
         for instance, answer in zip(instances, predictions, strict=True):

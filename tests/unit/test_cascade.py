@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import socket
 import time
 import urllib.error
@@ -112,6 +113,7 @@ def test_calibrated_probability_is_the_raw_logit_over_the_temperature(device):
         urllib.error.HTTPError("http://x", 500, "Internal Server Error", {}, None),
         TimeoutError("timed out"),
         ValueError("the server's answer does not hold one prediction per instance"),
+        http.client.IncompleteRead(b"{"),
     ],
 )
 def test_unreachable_phase_two_leaves_provisional_phase_one_answers(device, failure):
