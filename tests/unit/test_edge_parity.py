@@ -3,16 +3,18 @@ equal to the served TorchScript in fp32, within the quantization bound in int8),
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
+import tarfile
 
 import numpy as np
 import pytest
 import torch
 
 from bench.reviews import load_reviews
-from edge.device import DeviceModel
+from edge.device import BUNDLE_FILES, DeviceModel
 from edge.device import pad as device_pad
 from handler.codec import Instance, decode
 from model import calibration
@@ -137,3 +139,12 @@ def test_the_device_package_imports_no_torch_nor_torchserve_nor_transformers():
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_bundle_is_at_most_one_megabyte_gzipped(edge_bundle):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=9) as tar:
+        for name in BUNDLE_FILES:
+            tar.add(edge_bundle / name, arcname=name)
+    assert len(buffer.getvalue()) <= 1_000_000
+    assert sorted(p.name for p in edge_bundle.iterdir()) == sorted(BUNDLE_FILES)  # plain files, nothing else
