@@ -59,7 +59,7 @@ export: $(VENV)/.installed ## trace the trained model to TorchScript (model/arti
 
 archive: $(call archive_file,$(VERSION)) ## build model_store/sentiment.mar (1.0); VERSION=2.0: sentiment_2.0.mar beside it
 
-train-bigram: $(VENV)/.installed ## train and trace the phase-2 uni+bigram model (model/artifacts_bigram; 2-3 min)
+train-bigram: $(VENV)/.installed ## train and trace the phase-2 uni+bigram model (model/artifacts_bigram; 30 s on 2 idle cores)
 	$(PY) -m model.train_bigram
 
 archive-bigram: $(BIGRAM_MAR) ## build model_store/sentiment-bigram.mar, the phase-2 model's archive
