@@ -20,8 +20,20 @@ MAR := $(call archive_file,$(BASE_VERSION))
 MAR_INPUTS := $(ARTIFACTS)/sentiment.pt $(ARTIFACTS)/config.json $(wildcard $(ARTIFACTS)/tokenizer/*) \
 	model/__init__.py model/config.py model/text.py model/infer.py $(wildcard handler/*.py) model-config.yaml \
 	serving/archive.py Makefile
+# The phase-2 model of the two-phase cascade, served beside sentiment by the same handler
+BIGRAM := model/artifacts_bigram
+BIGRAM_MAR := model_store/sentiment-bigram.mar
+BIGRAM_INPUTS := $(BIGRAM)/bigram.pt $(BIGRAM)/config.json $(ARTIFACTS)/tokenizer/tokenizer.json \
+	model/__init__.py model/config.py model/text.py model/infer.py model/bigram_net.py $(wildcard handler/*.py) \
+	model-config.yaml serving/archive.py
+# The device bundle (edge/): the int8 ONNX model, the tokenizer, the calibrated settings; not committed
+EDGE_BUNDLE := dist/edge/settings.json
+EDGE_INPUTS := $(ARTIFACTS)/weights.pt $(ARTIFACTS)/sentiment.pt $(ARTIFACTS)/config.json \
+	$(ARTIFACTS)/tokenizer/tokenizer.json $(ARTIFACTS)/device.json model/net.py model/export.py model/onnx_export.py \
+	serving/bundle.py model-config.yaml
 
 .PHONY: help serve stop test unit integration lint train export archive clean java bench bench-frontier wrk
+.PHONY: train-bigram archive-bigram edge calibrate two-phase-report
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -47,25 +59,44 @@ export: $(VENV)/.installed ## trace the trained model to TorchScript (model/arti
 
 archive: $(call archive_file,$(VERSION)) ## build model_store/sentiment.mar (1.0); VERSION=2.0: sentiment_2.0.mar beside it
 
+train-bigram: $(VENV)/.installed ## train and trace the phase-2 uni+bigram model (model/artifacts_bigram; 30 s on 2 idle cores)
+	$(PY) -m model.train_bigram
+
+archive-bigram: $(BIGRAM_MAR) ## build model_store/sentiment-bigram.mar, the phase-2 model's archive
+
+$(BIGRAM_MAR): $(BIGRAM_INPUTS) | $(VENV)/.installed
+	$(PY) -m serving.archive --name sentiment-bigram
+
+edge: $(EDGE_BUNDLE) ## build the device bundle in dist/edge/: int8 ONNX model, tokenizer, calibrated settings
+
+calibrate: $(VENV)/.installed ## refit the device's temperature and threshold on the validation split (after training; needs the data) -> model/artifacts/device.json
+	$(PY) -m serving.bundle --calibrate
+
+$(EDGE_BUNDLE): $(EDGE_INPUTS) | $(VENV)/.installed
+	$(PY) -m serving.bundle
+
+two-phase-report: $(VENV)/.dev-installed java $(EDGE_BUNDLE) $(BIGRAM_MAR) ## measure the cascade -> bench/results/two_phase*
+	$(PY) -m bench.two_phase
+
 $(MAR): $(MAR_INPUTS) | $(VENV)/.installed
 	$(PY) -m serving.archive --version $(BASE_VERSION)
 
 model_store/sentiment_%.mar: $(MAR_INPUTS) | $(VENV)/.installed
 	$(PY) -m serving.archive --version $*
 
-serve: $(VENV)/.installed java $(MAR) ## start TorchServe on 127.0.0.1:8080-8082 with the model; returns when it answers
+serve: $(VENV)/.installed java $(MAR) $(BIGRAM_MAR) $(EDGE_BUNDLE) ## start TorchServe on 127.0.0.1:8080-8082 with both models; returns when they answer
 	$(PY) -m serving.server start
 
 stop: ## stop the TorchServe started by `make serve`
 	@test ! -x $(PY) || $(PY) -m serving.server stop
 
-test: $(VENV)/.dev-installed java nginx $(MAR) ## run every test: unit, then integration (real TorchServe, nginx), then batch (Spark)
+test: $(VENV)/.dev-installed java nginx $(MAR) $(BIGRAM_MAR) $(EDGE_BUNDLE) ## run every test: unit, then integration (real TorchServe, nginx), then batch (Spark)
 	$(PY) -m pytest tests
 
-unit: $(VENV)/.dev-installed $(MAR) ## run the unit tests only (no server)
+unit: $(VENV)/.dev-installed $(MAR) $(BIGRAM_MAR) $(EDGE_BUNDLE) ## run the unit tests only (no server)
 	$(PY) -m pytest tests/unit
 
-integration: $(VENV)/.dev-installed java nginx $(MAR) ## run the integration tests only (real TorchServe instances on free ports)
+integration: $(VENV)/.dev-installed java nginx $(MAR) $(BIGRAM_MAR) $(EDGE_BUNDLE) ## run the integration tests only (real TorchServe instances on free ports)
 	$(PY) -m pytest tests/integration
 
 lint: $(VENV)/.dev-installed ## ruff check and format check
@@ -121,4 +152,4 @@ bench-batch: $(VENV)/.dev-installed java $(MAR) $(VENV)/.spark-classes ## Spark 
 	$(PY) -m bench.batch_job --mar $(MAR)
 
 clean: ## remove the archive, logs and caches (keeps .venv and the trained artifacts)
-	rm -rf $(MAR) model_store/sentiment_*.mar logs tmp key_file.json .pytest_cache .ruff_cache
+	rm -rf $(MAR) model_store/sentiment_*.mar $(BIGRAM_MAR) dist logs tmp key_file.json .pytest_cache .ruff_cache

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import torch
 
-from model.config import ModelConfig
 from model.text import UNK, TextTokenizer, encode_batch, load_tokenizer
 
 TORCHSCRIPT_FILE = "sentiment.pt"
@@ -42,22 +41,25 @@ class Score:
 
 
 def load_scorer(directory: Path) -> Scorer:
-    """Load TorchScript model, tokenizer and version from an artifact directory or an unpacked .mar."""
+    """Load TorchScript model, tokenizer and version from an artifact directory or an unpacked .mar.
+
+    Any archive the handler serves: the TorchScript file is the one its MANIFEST.json names (sentiment.pt, or
+    bigram.pt for sentiment-bigram), and of config.json only `max_tokens` is read, which every model's has."""
     directory = Path(directory)
-    missing = [n for n in (TORCHSCRIPT_FILE, CONFIG_FILE, TOKENIZER_DIR) if not (directory / n).exists()]
+    manifest = json.loads((directory / MANIFEST).read_text())["model"] if (directory / MANIFEST).exists() else {}
+    model_file = manifest.get("serializedFile", TORCHSCRIPT_FILE)
+    missing = [n for n in (model_file, CONFIG_FILE, TOKENIZER_DIR) if not (directory / n).exists()]
     if missing:
         raise FileNotFoundError(
             f"{directory} lacks {', '.join(missing)}: rebuild with `make export archive` (or `make train` first)"
         )
-    cfg = ModelConfig.from_json(directory / CONFIG_FILE)
-    model = torch.jit.load(str(directory / TORCHSCRIPT_FILE), map_location="cpu").eval()
-    version = "dev"
-    if (directory / MANIFEST).exists():
-        version = json.loads((directory / MANIFEST).read_text())["model"]["modelVersion"]
+    max_tokens = int(json.loads((directory / CONFIG_FILE).read_text())["max_tokens"])
+    model = torch.jit.load(str(directory / model_file), map_location="cpu").eval()
+    version = manifest.get("modelVersion", "dev")
     tokenizer = load_tokenizer(directory / TOKENIZER_DIR)
-    if tokenizer.max_tokens != cfg.max_tokens:
-        raise ValueError(f"{directory}: tokenizer.json truncates at {tokenizer.max_tokens}, config at {cfg.max_tokens}")
-    return Scorer(model, tokenizer, cfg.max_tokens, version, tokenizer.backend.token_to_id(UNK))
+    if tokenizer.max_tokens != max_tokens:
+        raise ValueError(f"{directory}: tokenizer.json truncates at {tokenizer.max_tokens}, config at {max_tokens}")
+    return Scorer(model, tokenizer, max_tokens, version, tokenizer.backend.token_to_id(UNK))
 
 
 def tokenize(scorer: Scorer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

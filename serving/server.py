@@ -292,25 +292,35 @@ class Instance:
         stop(self.workdir)
 
 
+def loaded_models(props: dict[str, str]) -> list[str]:
+    """The model names config.properties' load_models registers at start-up ("name=file.mar,...")."""
+    return [entry.split("=", 1)[0].strip() for entry in props.get("load_models", "").split(",") if entry.strip()]
+
+
 def launch(
     workdir: Path,
     mar: Path,
     overrides: dict[str, str] | None = None,
     register: dict | None = None,
     config: Path = ROOT / "config.properties",
+    models: dict[str, Path] | None = None,
 ) -> Instance:
     """TorchServe in its own `workdir` with `config` (the shipped config.properties), every port moved to a free
     loopback one and a model store of its own holding `mar` as sentiment.mar; returns once the model answers.
 
     Tests and benchmarks start every extra instance here, beside `make serve`'s. With `register`
     (ServingClient.register arguments), the model is registered through the management API after start-up
-    instead of by load_models: the only way to get maxBatchDelay 0."""
+    instead of by load_models: the only way to get maxBatchDelay 0. `models` adds other archives by name (the
+    two-phase tests add sentiment-bigram), each loaded at start-up and answering before this returns."""
     workdir = Path(workdir).resolve()
     store = workdir / "model_store"
     store.mkdir(parents=True, exist_ok=True)
-    if Path(mar).resolve() != (store / "sentiment.mar").resolve():
-        shutil.copy2(mar, store / "sentiment.mar")
-    props = {**loopback_properties(store), **(overrides or {})}
+    archives = {"sentiment": Path(mar), **(models or {})}
+    for name, path in archives.items():
+        if path.resolve() != (store / f"{name}.mar").resolve():
+            shutil.copy2(path, store / f"{name}.mar")
+    load = ",".join(f"{name}={name}.mar" for name in archives)  # only what this store holds
+    props = {**loopback_properties(store), "load_models": load, **(overrides or {})}
     if register is not None:
         props["load_models"] = ""
     config = write_properties(config, props, workdir / "config.properties")
@@ -318,9 +328,9 @@ def launch(
     began = time.monotonic()
     start(config, workdir)
     try:
-        loads_model = register is None and "sentiment" in props.get("load_models", "sentiment")
-        model = "sentiment" if loads_model else None
-        wait_until_ready(client, model, workdir=workdir, poll=0.05)
+        wait_until_ready(client, None, workdir=workdir, poll=0.05)
+        for model in loaded_models(props):
+            wait_until_ready(client, model, workdir=workdir, poll=0.05)
         if register is not None:
             client.register("sentiment.mar", **register)
             wait_until_ready(client, workdir=workdir, poll=0.05)
@@ -354,8 +364,11 @@ def main() -> int:
         print(f"TorchServe already answers on {client.inference_url}; `make stop` first to restart it")
         return 0
     start(args.config, args.workdir)
-    waited = wait_until_ready(client, timeout=args.timeout, workdir=args.workdir)
-    print(f"TorchServe is serving the sentiment model ({waited:.1f} s). Try:\n\n  {curl_example(client)}\n")
+    waited = wait_until_ready(client, None, timeout=args.timeout, workdir=args.workdir)
+    models = loaded_models(props)
+    for model in models:
+        waited += wait_until_ready(client, model, timeout=args.timeout, workdir=args.workdir)
+    print(f"TorchServe is serving {', '.join(models)} ({waited:.1f} s). Try:\n\n  {curl_example(client)}\n")
     return 0
 
 

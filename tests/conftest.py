@@ -9,6 +9,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MAR = ROOT / "model_store" / "sentiment.mar"
+BIGRAM_MAR = ROOT / "model_store" / "sentiment-bigram.mar"  # the phase-2 model (make archive-bigram)
+EDGE_BUNDLE = ROOT / "dist" / "edge"  # the device bundle (make edge)
 TIERS = ("unit", "integration", "batch")  # tests/<tier>/: no server; a real TorchServe; a real Spark
 
 
@@ -47,6 +49,20 @@ def mar_path() -> Path:
     if not MAR.exists():
         pytest.fail(f"{MAR} is missing: run `make archive` (make test builds it)")
     return MAR
+
+
+@pytest.fixture(scope="session")
+def bigram_mar_path() -> Path:
+    if not BIGRAM_MAR.exists():
+        pytest.fail(f"{BIGRAM_MAR} is missing: run `make archive-bigram` (make test builds it)")
+    return BIGRAM_MAR
+
+
+@pytest.fixture(scope="session")
+def edge_bundle() -> Path:
+    if not (EDGE_BUNDLE / "settings.json").exists():
+        pytest.fail(f"{EDGE_BUNDLE} is missing: run `make edge` (make test builds it)")
+    return EDGE_BUNDLE
 
 
 @pytest.fixture(scope="session")

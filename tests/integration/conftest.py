@@ -54,17 +54,21 @@ def all_workers_ready(client: ServingClient, model: str, timeout: float = 120.0)
 
 
 def launch(
-    workdir: Path, mar_path: Path, overrides: dict[str, str] | None = None, model_config: str | None = None
+    workdir: Path,
+    mar_path: Path,
+    overrides: dict[str, str] | None = None,
+    model_config: str | None = None,
+    models: dict[str, Path] | None = None,
 ) -> Instance:
     """serving.server.launch, then wait until every worker is READY (the first answer comes from one).
 
     With `model_config` (the text of a model-config.yaml), the archive is rebuilt with it first."""
     if model_config is not None:
         mar_path = archive_with(workdir / "archive", model_config)
-    srv = serving.server.launch(workdir, mar_path, overrides)
+    srv = serving.server.launch(workdir, mar_path, overrides, models=models)
     try:
-        if "sentiment" in srv.properties.get("load_models", "sentiment"):
-            all_workers_ready(srv.client, "sentiment")
+        for model in serving.server.loaded_models(srv.properties):
+            all_workers_ready(srv.client, model)
     except Exception:
         srv.stop()
         raise

@@ -27,21 +27,22 @@ def _exited(pid: int) -> bool:
         return True
 
 
-def test_start_lets_a_pipe_close_and_stop_waits_for_the_server_to_exit(mar_path, tmp_path):
+def test_start_lets_a_pipe_close_and_stop_waits_for_the_server_to_exit(mar_path, bigram_mar_path, tmp_path):
     store = tmp_path / "model_store"
     store.mkdir()
     shutil.copy2(mar_path, store / "sentiment.mar")
+    shutil.copy2(bigram_mar_path, store / "sentiment-bigram.mar")  # config.properties loads both
     config = write_properties(ROOT / "config.properties", loopback_properties(store), tmp_path / "config.properties")
     workdir = tmp_path / "instance"
     workdir.mkdir()
     try:
         started = _server("start", "--config", str(config), "--workdir", str(workdir), timeout=300)
         assert started.returncode == 0, started.stderr[-2000:]
-        assert "TorchServe is serving the sentiment model" in started.stdout
+        assert "TorchServe is serving sentiment, sentiment-bigram" in started.stdout
         assert (workdir / "logs" / SERVER_OUT).is_file()
         frontend = psutil.Process(server_pid(workdir))
         processes = [frontend.pid, *(p.pid for p in frontend.children(recursive=True))]
-        assert len(processes) >= 3  # the frontend and the archive's two workers
+        assert len(processes) >= 4  # the frontend, sentiment's two workers and sentiment-bigram's one
         assert os.getsid(frontend.pid) != os.getsid(0)  # a session of its own: off the caller's terminal
 
         stopped = _server("stop", "--workdir", str(workdir), timeout=120)

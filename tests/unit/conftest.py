@@ -1,6 +1,9 @@
-"""The handler, initialized once from the unpacked .mar with an in-process context."""
+"""The handler, initialized once per archive from the unpacked .mar with an in-process context: both served models
+(sentiment and the phase-2 sentiment-bigram) run one handler, so every handler test runs against both."""
 
 from __future__ import annotations
+
+import zipfile
 
 import pytest
 
@@ -9,7 +12,16 @@ from tests.unit.fake_context import make_context
 
 
 @pytest.fixture(scope="session")
-def served(model_dir):
+def bigram_model_dir(bigram_mar_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bigram-mar")
+    with zipfile.ZipFile(bigram_mar_path) as archive:
+        archive.extractall(out)
+    return out
+
+
+@pytest.fixture(scope="session", params=["sentiment", "sentiment-bigram"])
+def served(request):
+    model_dir = request.getfixturevalue("model_dir" if request.param == "sentiment" else "bigram_model_dir")
     context = make_context(model_dir)
     handler = SentimentHandler()
     handler.initialize(context)

@@ -33,6 +33,14 @@ BOUNDARIES = {
     "batch.scoring": {"ts", "serving", "pyspark"},
     "serving.client": {"torch", "ts", "transformers", "pyspark"},
     "serving.server": {"torch", "ts", "transformers", "pyspark"},
+    # two-phase prediction: the device runs onnxruntime + tokenizers and the codec, nothing of the server side
+    "edge.device": {"torch", "ts", "transformers", "model", "serving", "batch", "pyspark", "requests"},
+    "edge.cascade": {"torch", "ts", "transformers", "model", "serving", "batch", "pyspark", "requests"},
+    "edge.__main__": {"torch", "ts", "transformers", "model", "serving", "batch", "pyspark", "requests"},
+    "model.calibration": {"torch", "ts", "handler", "serving", "batch", "edge", "pyspark"},
+    "model.onnx_export": {"ts", "handler", "serving", "batch", "edge", "pyspark"},
+    "model.train_bigram": {"ts", "handler", "serving", "batch", "edge", "pyspark"},
+    "serving.bundle": {"ts", "batch", "edge", "pyspark"},
 }
 
 

@@ -37,7 +37,8 @@ def _dry_run(target: str, *make_args: str) -> list[str]:
 
 
 def _archive_recipe(*make_args: str, target: str = "archive") -> str:
-    [line] = [line for line in _dry_run(target, *make_args) if "-m serving.archive" in line]
+    """sentiment's archive recipe (`make serve` builds sentiment-bigram's as well)."""
+    [line] = [line for line in _dry_run(target, *make_args) if "-m serving.archive" in line and "--name" not in line]
     return line
 
 

@@ -1,0 +1,100 @@
+"""Two-phase prediction from the command line, on the device bundle:
+
+    python -m edge predict --input reviews.jsonl --output answers.jsonl [--confidence C] [--server URL]
+
+Each input line is a JSON instance as the server takes them ({"key": ..., "text": ...}, or a string); each
+output line is its answer, in the same order: a prediction with `phase` (1: the device, 2: the server) and
+`provisional`, or the error object the server would give that line. Blank lines are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from edge.cascade import TIMEOUT_S, Server, TwoPhaseClient, read_token
+from edge.device import DeviceModel
+from handler.codec import dumps
+from handler.errors import ServingError
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLE = ROOT / "dist" / "edge"
+LINES_PER_CALL = 256  # reviews scored (and deferred) together: one server request per block at most
+
+
+def parse_line(line: str) -> object | ServingError:
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError):
+        return ServingError("invalid_json", "the line is not valid JSON")
+
+
+def predict_file(client: TwoPhaseClient, source, sink) -> dict[str, int]:
+    """Answer every non-blank line of `source` into `sink`, in blocks; returns counts by phase and outcome."""
+    counts = {"lines": 0, "phase1": 0, "phase2": 0, "provisional": 0, "errors": 0, "audited": 0}
+
+    def flush(block: list[object | ServingError]) -> None:
+        valid = [obj for obj in block if not isinstance(obj, ServingError)]
+        answers = iter(client.predict_instances(valid))
+        for obj in block:
+            answer = (
+                {**obj.body(), "phase": 1, "provisional": False} if isinstance(obj, ServingError) else next(answers)
+            )
+            sink.write(dumps(answer) + b"\n")
+            counts["lines"] += 1
+            counts["errors" if "error" in answer else f"phase{answer['phase']}"] += 1
+            counts["provisional"] += bool(answer.get("provisional"))
+            counts["audited"] += "audit" in answer
+
+    block: list[object | ServingError] = []
+    for line in source:
+        if line.strip():
+            block.append(parse_line(line))
+        if len(block) == LINES_PER_CALL:
+            flush(block)
+            block = []
+    if block:
+        flush(block)
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m edge", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("predict", help="answer a JSONL file of reviews, deferring the uncertain ones to the server")
+    p.add_argument("--input", type=Path, required=True, help="JSONL: one {'key': ..., 'text': ...} per line")
+    p.add_argument("--output", type=Path, required=True, help="JSONL: one answer per input line, same order")
+    p.add_argument("--confidence", type=float, help="the threshold; default: the bundle's (0.5 never defers, 1 always)")
+    p.add_argument("--server", default="http://127.0.0.1:8080", help="TorchServe's inference URL (%(default)s)")
+    p.add_argument("--model", help="the phase-2 model on the server (default: the bundle's)")
+    p.add_argument("--key-file", type=Path, default=Path("key_file.json"), help="TorchServe's key file (%(default)s)")
+    p.add_argument("--audit-rate", type=float, help="share of confident answers also sent to phase 2 (bundle's)")
+    p.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds to wait for phase 2 (%(default)s)")
+    p.add_argument("--bundle", type=Path, default=BUNDLE, help="the device bundle (%(default)s; make edge)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    try:
+        device = DeviceModel(args.bundle)
+        server = Server(
+            args.server, args.model or device.settings.phase2_model, read_token(args.key_file), args.timeout
+        )
+        client = TwoPhaseClient(device, server, args.confidence, args.audit_rate)
+        with open(args.input, encoding="utf-8") as source, open(args.output, "wb") as sink:
+            counts = predict_file(client, source, sink)
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(
+        f"{counts['lines']} answers: {counts['phase1']} by the device, {counts['phase2']} by the server, "
+        f"{counts['provisional']} provisional, {counts['errors']} errors, {counts['audited']} audited",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
