@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-from model.data import DATA_DIR
 from serving.server import ROOT, launch, loopback_properties, write_properties
 
 logger = logging.getLogger(__name__)
@@ -32,8 +31,8 @@ def torchserve_start(workdir: Path, mar: Path, repeats: int = 3) -> dict:
 def make_serve_from_clone(workdir: Path) -> dict:
     """`make serve` in a fresh clone of the committed tree with a ready venv (this checkout's .venv).
 
-    Includes building both .mar files and the device bundle (a clone has none; the bundle's calibration reads the
-    validation split, from this checkout's data directory) and waiting for both models to answer."""
+    Includes building both .mar files and the device bundle (a clone has none) and waiting for both models to
+    answer."""
     clone = workdir / "clone"
     shutil.rmtree(clone, ignore_errors=True)
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
@@ -47,8 +46,7 @@ def make_serve_from_clone(workdir: Path) -> dict:
     began = time.monotonic()
     try:
         with log.open("wb") as out:  # a file, not a pipe: the server make starts keeps its output open
-            env = {**os.environ, "SENTIMENT_DATA_DIR": str(DATA_DIR)}  # the clone is not beside ../shared/data
-            subprocess.run(["make", "serve"], cwd=clone, env=env, check=True, stdout=out, stderr=out, timeout=900)
+            subprocess.run(["make", "serve"], cwd=clone, check=True, stdout=out, stderr=out, timeout=900)
         total = time.monotonic() - began
     finally:
         subprocess.run(["make", "stop"], cwd=clone, check=False, capture_output=True, timeout=120)
