@@ -117,13 +117,19 @@ def plot_curve(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def training_cli(description: str, artifacts: Path) -> argparse.Namespace:
+    """A trainer's command line (--data-dir, --out), with logging on and both cores for torch."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR, help="holds imdb/ and sst2/ (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=ARTIFACTS)
+    parser.add_argument("--out", type=Path, default=artifacts)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    torch.set_num_threads(2)
+    torch.set_num_threads(2)  # training has the machine to itself, unlike a serving worker
+    return args
+
+
+def main() -> None:
+    args = training_cli(__doc__, ARTIFACTS)
     started = time.perf_counter()
     metrics = train(ModelConfig(), args.data_dir, args.out)
     logger.info(

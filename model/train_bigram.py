@@ -11,7 +11,6 @@ The tokenizer is model/artifacts/tokenizer, the served one: a retrained tokenize
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
@@ -24,8 +23,9 @@ from sklearn.linear_model import LogisticRegression
 
 from model.bigram_net import ARTIFACTS, TORCHSCRIPT_FILE, BigramConfig, BigramNet, file_sha256
 from model.config import ModelConfig
-from model.data import DATA_DIR, IMDB_TRAIN, SST2_DEV, book_split, read_jsonl, read_sst2
+from model.data import IMDB_TRAIN, SST2_DEV, book_split, read_jsonl, read_sst2
 from model.text import encode_batch, load_tokenizer, token_ids
+from model.train import training_cli
 
 logger = logging.getLogger(__name__)
 MODEL_DIR = Path(__file__).resolve().parent
@@ -164,12 +164,7 @@ def load_eager(artifacts: Path = ARTIFACTS) -> BigramNet:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data-dir", type=Path, default=DATA_DIR, help="holds imdb/ and sst2/ (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=ARTIFACTS)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    torch.set_num_threads(2)
+    args = training_cli(__doc__, ARTIFACTS)
     metrics = train(BigramConfig(), args.data_dir, args.out)
     logger.info(
         "done in %.0f s: val_accuracy %.4f, SST-2 dev %.4f, %d bigrams",
