@@ -33,7 +33,7 @@ EDGE_INPUTS := $(ARTIFACTS)/weights.pt $(ARTIFACTS)/sentiment.pt $(ARTIFACTS)/co
 	serving/bundle.py model-config.yaml
 
 .PHONY: help serve stop test unit integration lint train export archive clean java bench bench-frontier wrk
-.PHONY: train-bigram archive-bigram edge calibrate two-phase-report
+.PHONY: train-bigram archive-bigram edge calibrate two-phase-report web web-deps chromium
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -75,6 +75,23 @@ calibrate: $(VENV)/.installed ## refit the device's temperature and threshold on
 $(EDGE_BUNDLE): $(EDGE_INPUTS) | $(VENV)/.installed
 	$(PY) -m serving.bundle
 
+# The phase-1 page (edge/web/): npm packages pinned in the committed package-lock.json, never committed themselves
+WEB_DEPS := edge/web/node_modules/.package-lock.json
+WEB_PORT ?= 8095
+
+$(WEB_DEPS): edge/web/package.json edge/web/package-lock.json
+	@command -v npm >/dev/null || { echo "the page needs node and npm (Debian: apt-get install nodejs npm)"; exit 1; }
+	cd edge/web && npm ci --ignore-scripts --no-audit --no-fund
+	@touch $@
+
+web-deps: $(WEB_DEPS) # the page's npm packages (onnxruntime-web, the tokenizers WebAssembly build)
+
+web: $(WEB_DEPS) $(EDGE_BUNDLE) ## serve the phase-1 page on 127.0.0.1:$(WEB_PORT); phase 2 on make serve's TorchServe
+	$(PY) -m serving.web --port $(WEB_PORT)
+
+chromium: # Debian's headless Chromium, the browser of the page's tests
+	$(call apt_install,chromium,chromium,the browser tests)
+
 two-phase-report: $(VENV)/.dev-installed java $(EDGE_BUNDLE) $(BIGRAM_MAR) ## measure the cascade -> bench/results/two_phase*
 	$(PY) -m bench.two_phase
 
@@ -90,13 +107,13 @@ serve: $(VENV)/.installed java $(MAR) $(BIGRAM_MAR) $(EDGE_BUNDLE) ## start Torc
 stop: ## stop the TorchServe started by `make serve`
 	@test ! -x $(PY) || $(PY) -m serving.server stop
 
-test: $(VENV)/.dev-installed java nginx $(MAR) $(BIGRAM_MAR) $(EDGE_BUNDLE) ## run every test: unit, then integration (real TorchServe, nginx), then batch (Spark)
+test: $(VENV)/.dev-installed java nginx chromium $(WEB_DEPS) $(MAR) $(BIGRAM_MAR) $(EDGE_BUNDLE) ## run every test: unit, then integration (real TorchServe, nginx), then batch (Spark)
 	$(PY) -m pytest tests
 
 unit: $(VENV)/.dev-installed $(MAR) $(BIGRAM_MAR) $(EDGE_BUNDLE) ## run the unit tests only (no server)
 	$(PY) -m pytest tests/unit
 
-integration: $(VENV)/.dev-installed java nginx $(MAR) $(BIGRAM_MAR) $(EDGE_BUNDLE) ## run the integration tests only (real TorchServe instances on free ports)
+integration: $(VENV)/.dev-installed java nginx chromium $(WEB_DEPS) $(MAR) $(BIGRAM_MAR) $(EDGE_BUNDLE) ## run the integration tests only (real TorchServe instances on free ports)
 	$(PY) -m pytest tests/integration
 
 lint: $(VENV)/.dev-installed ## ruff check and format check

@@ -33,6 +33,7 @@ BOUNDARIES = {
     "batch.scoring": {"ts", "serving", "pyspark"},
     "serving.client": {"torch", "ts", "transformers", "pyspark"},
     "serving.server": {"torch", "ts", "transformers", "pyspark"},
+    "serving.web": {"torch", "ts", "transformers", "pyspark", "model", "numpy"},
     # two-phase prediction: the device runs onnxruntime + tokenizers and the codec, nothing of the server side
     "edge.device": {"torch", "ts", "transformers", "model", "serving", "batch", "pyspark", "requests"},
     "edge.cascade": {"torch", "ts", "transformers", "model", "serving", "batch", "pyspark", "requests"},

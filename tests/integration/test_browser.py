@@ -1,0 +1,274 @@
+"""The phase-1 page (edge/web/) in headless Chromium, driven over the DevTools protocol: the same token ids and
+probabilities as edge.device on real reviews, an uncertain review answered by the real TorchServe, the server's
+contract on an empty and a 100,000-character review, and, with TorchServe stopped, provisional answers.
+
+Measured on the way (tmp/browser.json; README: In the browser): bytes the page fetches, time to first prediction
+on a cold load, phase-1 latency per review. WEB_SCREENSHOTS=docs also writes the page's two states there."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import itertools
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from bench.reviews import load_reviews
+from edge.device import DeviceModel
+from handler.codec import sigmoid
+from serving import web
+from serving.server import free_ports
+from tests.conftest import ROOT
+from tests.integration.conftest import launch
+
+websockets_sync = pytest.importorskip("websockets.sync.client")
+
+PHASE2 = "sentiment-bigram"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+REVIEWS = 200
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (Debian: make chromium)")
+if web.missing():
+    pytestmark = pytest.mark.skip(reason=f"the page's files are missing ({web.missing()[0]}): run `make web-deps edge`")
+
+
+class Browser:
+    """One headless Chromium and one page of it, spoken to over the DevTools protocol's websocket."""
+
+    def __init__(self, profile: Path) -> None:
+        (port,) = free_ports(1)
+        flags = "--headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking"
+        flags += " --disable-component-update --disable-sync --window-size=900,720"
+        self.process = subprocess.Popen(
+            [CHROMIUM, *flags.split(), f"--user-data-dir={profile}", f"--remote-debugging-port={port}", "about:blank"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.ids = itertools.count(1)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=2) as response:
+                    pages = [t for t in json.loads(response.read()) if t["type"] == "page"]
+                if pages:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.close()
+                raise RuntimeError("Chromium did not open its DevTools port")
+            time.sleep(0.2)
+        self.stack = contextlib.ExitStack()
+        self.ws = self.stack.enter_context(
+            websockets_sync.connect(pages[0]["webSocketDebuggerUrl"], max_size=None, open_timeout=10)
+        )
+        self.lock = threading.Lock()
+        self.call("Page.enable")
+        self.call("Network.enable")
+        self.call("Network.setCacheDisabled", cacheDisabled=True)  # every load is a cold one
+
+    def call(self, method: str, timeout: float = 60, **params) -> dict:
+        with self.lock:
+            msg_id = next(self.ids)
+            self.ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
+            deadline = time.monotonic() + timeout
+            while True:
+                msg = json.loads(self.ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+                if msg.get("id") == msg_id:
+                    if "error" in msg:
+                        raise RuntimeError(f"{method}: {msg['error']}")
+                    return msg["result"]
+
+    def eval(self, expression: str, timeout: float = 60):
+        result = self.call("Runtime.evaluate", timeout, expression=expression, awaitPromise=True, returnByValue=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"page error: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def open(self, url: str) -> None:
+        self.call("Page.navigate", url=url)
+        self.wait("document.readyState === 'complete' && window.phase1 !== undefined")
+        assert self.eval("window.phase1.ready") is True
+
+    def wait(self, condition: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.eval(f"!!({condition})"):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the page never reached: {condition}")
+            time.sleep(0.05)
+
+    def type(self, text: str) -> None:
+        """Put `text` in the review box as a paste would, and fire the input event the page listens to."""
+        self.eval(
+            f"(() => {{ const r = document.getElementById('review'); r.value = {json.dumps(text)};"
+            " r.dispatchEvent(new Event('input')); })()"
+        )
+
+    def answer(self) -> dict:
+        return self.eval(
+            "(() => { const a = document.getElementById('answer');"
+            " return {source: a.dataset.source, status: document.getElementById('status').textContent,"
+            " probability: document.getElementById('probability').textContent,"
+            " by: document.getElementById('source').textContent}; })()"
+        )
+
+    def screenshot(self, path: Path) -> None:
+        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
+
+    def close(self) -> None:
+        if getattr(self, "stack", None) is not None:
+            self.stack.close()
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def page_port() -> int:
+    return free_ports(1)[0]
+
+
+@pytest.fixture(scope="module")
+def server(mar_path, bigram_mar_path, tmp_path_factory):
+    """TorchServe with the phase-2 model only, token authorization on, as shipped."""
+    workdir = tmp_path_factory.mktemp("torchserve-browser")
+    srv = launch(workdir, mar_path, {"load_models": f"{PHASE2}={PHASE2}.mar"}, models={PHASE2: bigram_mar_path})
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def page(server, page_port, edge_bundle):
+    httpd = web.make_server(page_port, server.properties["inference_address"], server.workdir / "key_file.json")
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{page_port}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    b = Browser(tmp_path_factory.mktemp("chromium-profile"))
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def device(edge_bundle):
+    return DeviceModel(edge_bundle)
+
+
+@pytest.fixture(scope="module")
+def report() -> dict:
+    figures: dict = {}
+    yield figures
+    out = ROOT / "tmp" / "browser.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+def screenshot(browser: Browser, name: str) -> None:
+    folder = os.environ.get("WEB_SCREENSHOTS")
+    if folder:
+        browser.screenshot(ROOT / folder / name)
+
+
+def test_cold_load_fetches_only_from_the_page_and_answers(browser, page, report):
+    review = "An unforgettable, moving masterpiece."
+    browser.open(page + "#review=" + urllib.parse.quote(review))
+    browser.wait("window.firstPrediction !== undefined")
+    resources = browser.eval(
+        "performance.getEntriesByType('resource').map(e => ({name: e.name, bytes: e.encodedBodySize}))"
+    )
+    navigation = browser.eval("performance.getEntriesByType('navigation')[0].encodedBodySize")
+    assert all(r["name"].startswith(page) for r in resources), "the page fetched from another origin"
+    files = {urllib.parse.urlparse(r["name"]).path: r["bytes"] for r in resources if "config.json" not in r["name"]}
+    report["bytes_fetched"] = {"/": navigation, **files}
+    report["bytes_total"] = navigation + sum(files.values())
+    report["first_prediction_ms"] = round(browser.eval("window.firstPrediction"), 1)
+    assert browser.answer()["source"] == "device"
+    screenshot(browser, "web-device.png")
+
+
+def test_ids_and_probabilities_equal_the_python_device_runtime(browser, page, device, report):
+    texts = load_reviews(REVIEWS)
+    got = browser.eval(
+        f"""(async () => {{
+            const out = [];
+            for (const text of {json.dumps(texts)}) {{
+                const t0 = performance.now();
+                const s = await window.phase1.score(text);
+                out.push({{ids: s.ids, p: s.probability, ms: performance.now() - t0}});
+            }}
+            return out; }})()""",
+        timeout=120,
+    )
+    want = device.score(texts)
+    assert [g["ids"] for g in got] == device.token_ids(texts)
+    worst = max(abs(g["p"] - sigmoid(s.logit)) for g, s in zip(got, want, strict=True))
+    assert worst < 1e-5, f"largest probability difference {worst:.2e}"
+    latencies = [g["ms"] for g in got]
+    report["reviews"] = len(texts)
+    report["phase1_p50_ms"] = round(statistics.median(latencies), 2)
+    report["phase1_p90_ms"] = round(statistics.quantiles(latencies, n=10)[-1], 2)
+    report["max_probability_difference"] = worst
+
+
+def uncertain_review(device: DeviceModel) -> str:
+    texts = load_reviews(REVIEWS)
+    threshold = device.settings.threshold
+    unsure = [t for t, s in zip(texts, device.score(texts), strict=True) if s.confidence < threshold]
+    return min(unsure, key=len)  # short: the screenshot shows the answer beside all of it
+
+
+def test_an_uncertain_review_is_answered_by_the_server(browser, page, server, device):
+    review = uncertain_review(device)
+    browser.type(review)
+    browser.wait("document.getElementById('answer').dataset.source === 'server'", timeout=15)
+    want = server.client.predict_many([{"text": review}], PHASE2)[0]["positive_review_probability"]
+    answer = browser.answer()
+    assert answer["probability"] == f"{want:.3f}" and "round trip" in answer["by"]
+    screenshot(browser, "web-server.png")
+
+
+@pytest.mark.parametrize(
+    ("text", "source", "code"),
+    [("", "idle", None), (" \t\n", "error", "empty_text"), ("a" * 100_001, "error", "text_too_long")],
+    ids=["empty", "blank", "over-the-cap"],
+)
+def test_what_the_server_refuses_the_page_refuses_alike(browser, page, server, text, source, code):
+    browser.type(text)
+    browser.wait(f"document.getElementById('answer').dataset.source === {json.dumps(source)}")
+    assert code is None or f"({code})" in browser.answer()["status"]
+    if code:  # the server's own code for the same review
+        response = server.client.predict_raw(json.dumps({"text": text}).encode(), "application/json", PHASE2)
+        assert response.json()["error"]["code"] == code
+
+
+def test_a_review_at_the_cap_is_scored(browser, page, server):
+    """100,000 characters: the cap itself, so accepted and truncated to max_tokens, as the server does."""
+    review = ("A moving, wonderful film. " * 4000)[:100_000]
+    browser.type(review)
+    browser.wait("['device', 'server'].includes(document.getElementById('answer').dataset.source)")
+    response = server.client.predict_raw(json.dumps({"text": review}).encode(), "application/json", PHASE2)
+    assert response.status_code == 200
+
+
+def test_with_the_server_stopped_the_answer_stands_provisional(browser, page, server, device):
+    server.stop()
+    browser.type(uncertain_review(device) + " ")
+    browser.wait("document.getElementById('answer').dataset.source === 'provisional'", timeout=15)
+    assert "provisional" in browser.answer()["by"]
