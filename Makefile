@@ -156,17 +156,14 @@ bench-frontier: $(VENV)/.dev-installed java wrk ## measure TorchServe's maxBatch
 INPUT ?=
 OUTPUT ?=
 BATCH_ARGS ?=
+BENCH_ARGS ?= # e.g. BENCH_ARGS="--variants tuned,plain,no-jit,no-preload --rounds 2": the local tuning side by side
 
-$(VENV)/.spark-classes: $(VENV)/.dev-installed $(wildcard batch/*.py) | $(MAR) # the local JVM's class-data-sharing archive (batch/cds.py): the classes a run of the job loads
-	$(PY) -m batch.cds --mar $(MAR)
-	@touch $@
-
-batch: $(VENV)/.dev-installed java $(MAR) $(VENV)/.spark-classes ## score a dataset on Spark: make batch INPUT=reviews.jsonl.gz OUTPUT=out/ [BATCH_ARGS=...]
-	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make batch INPUT=<jsonl[.gz]|csv|parquet> OUTPUT=<dir> [BATCH_ARGS='--key-column id --jsonl']"; exit 2; }
+batch: $(VENV)/.dev-installed java $(MAR) ## score a dataset on Spark: make batch INPUT=reviews.jsonl.gz OUTPUT=out/ [BATCH_ARGS=...]
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make batch INPUT=<path or URI: jsonl[.gz]|csv|parquet> OUTPUT=<dir or URI> [BATCH_ARGS='--key-column id --jsonl']"; exit 2; }
 	$(PY) -m batch --input $(INPUT) --output $(OUTPUT) --mar $(MAR) $(BATCH_ARGS)
 
-bench-batch: $(VENV)/.dev-installed java $(MAR) $(VENV)/.spark-classes ## Spark batch job on 50,000 reviews vs the in-process ceiling -> bench/results/batch.json
-	$(PY) -m bench.batch_job --mar $(MAR)
+bench-batch: $(VENV)/.dev-installed java $(MAR) ## Spark batch job on 1,000,000 reviews (and 100,000, for memory) vs the in-process ceiling -> bench/results/batch.json (minutes)
+	$(PY) -m bench.batch_job --mar $(MAR) $(BENCH_ARGS)
 
 clean: ## remove the archive, logs and caches (keeps .venv and the trained artifacts)
 	rm -rf $(MAR) model_store/sentiment_*.mar $(BIGRAM_MAR) dist logs tmp key_file.json .pytest_cache .ruff_cache

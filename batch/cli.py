@@ -16,16 +16,31 @@ def parse(argv: list[str] | None = None) -> tuple[JobSettings, SparkSettings]:
         prog="python -m batch",
         description="Score movie reviews offline with the deployed .mar archive on Spark.",
     )
-    p.add_argument("--input", type=Path, required=True, help="a file or directory: JSONL (.gz too), CSV, Parquet")
-    p.add_argument("--output", type=Path, required=True, help="output directory, replaced atomically")
+    p.add_argument(
+        "--input", required=True, help="a file or directory, a path or any Hadoop URI: JSONL (.gz too), CSV, Parquet"
+    )
+    p.add_argument("--output", required=True, help="output directory (path or URI), replaced atomically")
     p.add_argument("--format", dest="input_format", default="auto", choices=["auto", "jsonl", "csv", "parquet"])
     p.add_argument("--key-column", default="id", help="identifies each row in the output (default: id)")
     p.add_argument("--text-column", default="text", help="the review text (default: text)")
+    p.add_argument(
+        "--key-type",
+        default="json",
+        choices=["json", "string", "bigint", "double"],
+        help="JSONL: the key column's type (default json: each key's JSON text); a key that does not fit stops the job",
+    )
     p.add_argument("--jsonl", action="store_true", help="also write predictions.jsonl/ beside the Parquet")
     p.add_argument("--mar", type=Path, default=Path("model_store/sentiment.mar"), help="the model archive")
     p.add_argument("--master", help="Spark master URL (default: local[*], or spark-submit's --master)")
     p.add_argument("--batch-size", type=int, default=256, help="reviews per forward pass (default: 256)")
     p.add_argument("--partitions", type=int, default=0, help="tasks to spread the input over (default: 4 per core)")
+    p.add_argument(
+        "--no-local-tuning",
+        dest="local_tuning",
+        action="store_const",
+        const=False,
+        help="leave out the local-master tuning (batch/local.py); it is never used for a cluster's master",
+    )
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting")
     a = p.parse_args(argv)
     if any("=" not in item for item in a.conf):
@@ -41,11 +56,12 @@ def parse(argv: list[str] | None = None) -> tuple[JobSettings, SparkSettings]:
         jsonl=a.jsonl,
         batch_size=a.batch_size,
         partitions=a.partitions,
+        key_type=a.key_type,
     )
     from batch.session import under_spark_submit
 
     master = a.master or (None if under_spark_submit() else "local[*]")
-    return job, SparkSettings(master=master, conf=conf)
+    return job, SparkSettings(master=master, conf=conf, local_tuning=a.local_tuning)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,58 +1,36 @@
-"""The batch job: read -> score with the archive (batch.udf.scored) -> write atomically -> summarize."""
+"""The batch job: lock the output -> read -> score with the archive (batch.udf.scored) -> write atomically ->
+summarize."""
 
 from __future__ import annotations
 
 import logging
-import threading
+import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from pyspark.sql import DataFrame, SparkSession
 
 from batch import mar as mar_files
+from batch import storage
+from batch.errors import UsageError
 from batch.output import staged
 from batch.progress import Progress
 from batch.settings import JobSettings
 from batch.sources import read_source
+from batch.storage import Storage
 from batch.summary import Summary, summarize
-from batch.udf import load_shipped, scored, ship
+from batch.udf import scored, ship
 
 logger = logging.getLogger(__name__)
 PARQUET = "predictions.parquet"
 JSONL = "predictions.jsonl"
 SUMMARY = "summary.json"
+_KEY_MISMATCH = re.compile(r"KeyTypeMismatch: (.+)")
 
 
 def predictions(spark: SparkSession, settings: JobSettings) -> DataFrame:
     """The scored frame (key column, then COLUMNS), lazily."""
     source = read_source(spark, settings)
     return scored(source.frame, ship(spark, settings.mar), source.layout, source.key_type, settings.batch_size)
-
-
-@contextmanager
-def warming(spark: SparkSession, mar_name: str) -> Iterator[None]:
-    """Load the archive in one Python worker while the JVM samples and spreads the input on the other cores.
-
-    The first Python task starts Spark's Python daemon, which imports torch and tokenizers (seconds of work)
-    before it forks the workers; Spark reuses them across jobs. Started first, this overlaps with the driver
-    reading the input, and the scoring stage starts with a loaded worker. It is a one-task RDD job: a query
-    would first spend half a second being planned in a cold JVM. A failure here is left to the scoring stage,
-    which reports it with its cause.
-    """
-
-    def warm_up() -> None:
-        try:
-            spark.sparkContext.parallelize([mar_name], 1).foreach(load_shipped)
-        except Exception as err:  # noqa: BLE001 - see above
-            logger.info("warm-up failed (%s); the scoring stage reports why", type(err).__name__)
-
-    thread = threading.Thread(target=warm_up, name="batch-warm-up", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        thread.join()
 
 
 def run(spark: SparkSession, settings: JobSettings) -> Summary:
@@ -68,13 +46,26 @@ def run(spark: SparkSession, settings: JobSettings) -> Summary:
         version,
         settings.mar,
     )
-    started = time.perf_counter()
-    with warming(spark, ship(spark, settings.mar)), Progress(spark.sparkContext), staged(settings.output) as staging:
-        predictions(spark, settings).write.parquet(str(staging / PARQUET))
+    with Storage(spark, settings.output) as fs, staged(fs, settings.output) as target:
+        started = time.perf_counter()
+        parquet = storage.child(target, PARQUET)
+        with Progress(spark.sparkContext):
+            _write(predictions(spark, settings), parquet)
         if settings.jsonl:  # the same rows, read back rather than scored twice
-            spark.read.parquet(str(staging / PARQUET)).write.json(str(staging / JSONL), ignoreNullFields=False)
+            spark.read.parquet(parquet).write.json(storage.child(target, JSONL), ignoreNullFields=False)
         seconds = time.perf_counter() - started  # read, score, write: the summary reads the output afterwards
-        summary = summarize(spark.read.parquet(str(staging / PARQUET)), settings.key_column, version, seconds)
-        (staging / SUMMARY).write_text(summary.to_json())
+        summary = summarize(spark.read.parquet(parquet), settings.key_column, version, seconds)
+        fs.write(storage.child(target, SUMMARY), summary.to_json().encode())
     logger.info("wrote %s: %s", settings.output, summary.line())
     return summary
+
+
+def _write(frame: DataFrame, location: str) -> None:
+    """Write the scored rows; a key that does not fit --key-type stops the job with its own message."""
+    try:
+        frame.write.parquet(location)
+    except Exception as err:
+        found = _KEY_MISMATCH.search(str(err))
+        if found is None:
+            raise
+        raise UsageError(found.group(1).strip()) from None

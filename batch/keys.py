@@ -1,50 +1,57 @@
-"""The key of a JSONL line, typed as the client wrote it (Keyed Predictions: outputs are joined back on it).
+"""The key of a JSONL line, as the client wrote it (Keyed Predictions: outputs are joined back on it).
 
-A JSON file has no schema, so the key column's type comes from a sample of lines: integers give `bigint`,
-integers mixed with fractions `double`, booleans `boolean`, anything else (strings, or a mix of kinds) `string`.
-A later key that does not fit that type is a row without key (null), counted in the summary; for `string`, a
-number or boolean key is kept as its JSON text.
+A JSON file has no schema, and a sample of lines cannot promise the type of the lines after it, so by default
+(`--key-type json`) the key column holds each key's JSON text: `17`, `"r-17"`, `2.5`, `[1, 2]`. Every key comes
+back whatever its type, and a reader gets the value back with one `json.loads` (or Spark's `from_json`). A
+declared type (`--key-type string|bigint|double`) gives a typed column instead; a key that does not fit it
+stops the job with a message naming the key, rather than coming back as null. A missing or null key is null
+in either case (online, a null key is no key). The key's JSON text is Python's encoding of the parsed value:
+the same value, with escapes resolved where UTF-8 can hold the result and floats in their shortest form.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 
+import pyarrow as pa
+
+KEY_TYPES = {"json": pa.string(), "string": pa.string(), "bigint": pa.int64(), "double": pa.float64()}
+SPARK_TYPES = {"json": "string", "string": "string", "bigint": "bigint", "double": "double"}
 _INT64 = (-(2**63), 2**63 - 1)
+_SHOWN = 80  # characters of a key quoted in a message: keys are identifiers, never review text
 
 
-def key_type(keys: Iterable[object]) -> str | None:
-    """The common type of the sampled keys (JSON values, None for a missing key); None when none was found."""
-    kinds = {_kind(k) for k in keys if k is not None}
-    if not kinds:
-        return None
-    if kinds == {"bigint"}:
-        return "bigint"
-    if kinds <= {"bigint", "double"}:
-        return "double"
-    if kinds == {"boolean"}:
-        return "boolean"
-    return "string"
+class KeyTypeMismatch(ValueError):
+    """A key that the declared --key-type cannot hold: the job stops rather than lose it."""
+
+
+def json_text(value: object) -> str:
+    """The key's JSON text (NaN and infinities as JSON's common extension writes them)."""
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a "\\udc00" escape: kept as the escape
+        return json.dumps(value)
+    return text
 
 
 def typed_key(value: object, key_type: str) -> object:
-    """`value` (a JSON value) as a value of `key_type`, or None when it does not fit."""
-    kind = _kind(value) if value is not None else None
-    if key_type == "string":
-        if kind is None or isinstance(value, str):
-            return value
-        return json.dumps(value, ensure_ascii=False)
-    if kind == key_type or (key_type == "double" and kind == "bigint"):
-        return float(value) if key_type == "double" else value
-    return None
-
-
-def _kind(value: object) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "bigint" if _INT64[0] <= value <= _INT64[1] else "string"
-    if isinstance(value, float):
-        return "double"
-    return "string"
+    """`value` (a parsed JSON value, None for a missing key) as a value of `key_type`; raises KeyTypeMismatch."""
+    if value is None:
+        return None
+    if key_type == "json":
+        return json_text(value)
+    if key_type == "string" and isinstance(value, str):
+        return value
+    if key_type == "bigint" and type(value) is int and _INT64[0] <= value <= _INT64[1]:
+        return value
+    if key_type == "double" and type(value) is float:
+        return value
+    if key_type == "double" and type(value) is int and float(value) == value:
+        return float(value)
+    shown = json_text(value)
+    shown = shown if len(shown) <= _SHOWN else shown[:_SHOWN] + "..."
+    raise KeyTypeMismatch(
+        f"the key {shown} does not fit --key-type {key_type}: declare another type, or leave --key-type out "
+        "to keep each key's JSON text"
+    )

@@ -1,10 +1,12 @@
 """Values of a text column -> prediction columns, with the TorchServe handler's own functions.
 
-validation: handler.codec.check_text (with the archive's limits); scoring: model.infer.score (one tokenizer
-call and one forward pass per batch); the prediction object: handler.codec.prediction. Nothing is re-implemented
-here: a row that the online server would refuse gets the same error code here, in its `error` column.
-`score_batch` is the job's scoring function on Arrow record batches (key in, key out); `score_values` the
-column function's (the SQL `sentiment(text)`).
+validation: handler.codec's checks (with the archive's limits), the same functions, in the same order, that
+answer an online request: a JSONL line is checked as a JSON request body is (UTF-8, JSON, an object, its key,
+its text), a CSV or Parquet row as an instance (its key, its text). Scoring: model.infer.score (one tokenizer
+call and one forward pass per batch); the prediction object: handler.codec.prediction. Nothing is
+re-implemented here: a row that the online server would refuse gets the same error code and message here, in
+its `error` columns. `score_batch` is the job's scoring function on Arrow record batches (key in, key out);
+`score_values` the column function's (the SQL `sentiment(text)`).
 """
 
 from __future__ import annotations
@@ -16,8 +18,17 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from batch.keys import typed_key
-from handler.codec import check_text, prediction
+from batch.keys import KEY_TYPES, typed_key
+from handler.codec import (
+    TEXT_FIELDS,
+    check_key,
+    check_object,
+    check_record,
+    check_text,
+    decode_utf8,
+    parse_json,
+    prediction,
+)
 from handler.errors import ServingError
 from handler.settings import Limits
 from model.infer import Scorer, score
@@ -35,7 +46,9 @@ COLUMN_TYPES = {
 }
 COLUMNS = tuple(COLUMN_TYPES)
 PREDICTION_COLUMNS = COLUMNS[:-2]
-_ARROW_KEYS = {"bigint": pa.int64(), "double": pa.float64(), "boolean": pa.bool_(), "string": pa.string()}
+# CSV and Parquet key columns of a type a JSON key can have get the online key checks; others (dates, binary,
+# decimals) have no JSON counterpart and pass through unchecked
+CHECKED_KEY_TYPES = ("string", "bigint", "int", "smallint", "tinyint", "double", "float", "boolean")
 
 
 @dataclass(frozen=True)
@@ -54,13 +67,18 @@ class Layout:
     """The rows handed to `score_batch`: a key column and a text value column, or one JSONL line each."""
 
     key: str  # the key column's name; for JSONL, the key field of each line
-    key_type: str  # the key's Spark SQL type; for JSONL bigint, double, boolean or string (batch.keys)
+    key_type: str  # the key's Spark SQL type; for JSONL one of batch.keys.KEY_TYPES
     encoding: Encoding = PLAIN  # how the text value column holds the review text
-    text_field: str | None = None  # JSONL: each row is a line whose key and text fields are read here
+    text_fields: tuple[str, ...] = ()  # JSONL: each row is a line (bytes) whose key and text fields are read here
 
     @property
     def lines(self) -> bool:
-        return self.text_field is not None
+        return bool(self.text_fields)
+
+
+def text_fields(text_column: str) -> tuple[str, ...]:
+    """The JSONL fields read for the text: the online request's ("text", then "reviews") unless renamed."""
+    return TEXT_FIELDS if text_column == TEXT_FIELDS[0] else (text_column,)
 
 
 def decoded(value: object, encoding: Encoding = PLAIN) -> object:
@@ -73,24 +91,40 @@ def decoded(value: object, encoding: Encoding = PLAIN) -> object:
         raise ServingError("invalid_json", "the text field is not valid JSON") from None
 
 
-def json_line(line: str, key_field: str, text_field: str) -> tuple[object, object]:
-    """(key, text value) of one JSONL line; a line that is not JSON has no key, and its text value is the error."""
+def json_line(line: bytes, layout: Layout, limits: Limits) -> tuple[object, str | ServingError]:
+    """(key, review text or the error) of one JSONL line, checked as the handler checks a JSON body.
+
+    The key is kept whatever the checks say, as layout.key_type holds it (batch.keys)."""
     try:
-        record = decoded(line, JSON)
+        text = decode_utf8(line)
     except ServingError as err:
-        return None, err
-    if not isinstance(record, dict):
-        return None, None
-    return record.get(key_field), record.get(text_field)
+        return _salvaged_key(line, layout), err
+    try:
+        record = check_object(parse_json(text))
+    except ServingError as err:
+        return None, err  # no object, no key
+    key = typed_key(record.get(layout.key), layout.key_type)
+    try:
+        return key, check_record(record, limits, layout.key, layout.text_fields).text
+    except ServingError as err:
+        return key, err
+
+
+def _salvaged_key(line: bytes, layout: Layout) -> object:
+    """The key of a line that is not valid UTF-8, when the key itself is: the row is refused, the key kept."""
+    try:
+        record = json.loads(line.decode("utf-8", "surrogateescape"))
+        value = record.get(layout.key) if isinstance(record, dict) else None
+        json.dumps(value, ensure_ascii=False).encode("utf-8")  # the bad bytes are not in the key
+    except (ValueError, RecursionError, UnicodeError):
+        return None
+    return typed_key(value, layout.key_type)
 
 
 def checked(values: Sequence[object], limits: Limits, encoding: Encoding = PLAIN) -> list[str | ServingError]:
     """Each value as a valid review text, or the ServingError the online handler would answer with."""
     out: list[str | ServingError] = []
     for value in values:
-        if isinstance(value, ServingError):  # already refused (a JSONL line that is not JSON)
-            out.append(value)
-            continue
         try:
             out.append(check_text(decoded(_plain(value), encoding), limits))
         except ServingError as err:
@@ -98,11 +132,24 @@ def checked(values: Sequence[object], limits: Limits, encoding: Encoding = PLAIN
     return out
 
 
-def score_values(
-    scorer: Scorer, values: Sequence[object], limits: Limits, encoding: Encoding = PLAIN
-) -> dict[str, np.ndarray]:
-    """One row per value, in order: probability, logit, label, version, or an error code and message."""
-    items = checked(values, limits, encoding)
+def checked_rows(
+    keys: Sequence[object] | None, values: Sequence[object], limits: Limits, encoding: Encoding
+) -> list[str | ServingError]:
+    """Rows of a key column and a text column, checked as online instances: the key first, then the text."""
+    if keys is None:
+        return checked(values, limits, encoding)
+    out: list[str | ServingError] = []
+    for key, value in zip(keys, values, strict=True):
+        try:
+            check_key(key, limits)
+            out.append(check_text(decoded(_plain(value), encoding), limits))
+        except ServingError as err:
+            out.append(err)
+    return out
+
+
+def scored_columns(scorer: Scorer, items: Sequence[str | ServingError]) -> dict[str, np.ndarray]:
+    """One row per item, in order: the prediction of a valid text, or the error code and message."""
     texts = [item for item in items if isinstance(item, str)]
     scores = iter(score(scorer, texts))
     n = len(items)
@@ -118,22 +165,30 @@ def score_values(
     return columns
 
 
+def score_values(
+    scorer: Scorer, values: Sequence[object], limits: Limits, encoding: Encoding = PLAIN
+) -> dict[str, np.ndarray]:
+    """One row per value, in order: probability, logit, label, version, or an error code and message."""
+    return scored_columns(scorer, checked(values, limits, encoding))
+
+
 def score_batch(
     scorer: Scorer, limits: Limits, batch: pa.RecordBatch, layout: Layout, batch_size: int
 ) -> pa.RecordBatch:
     """An Arrow record batch of input rows -> one of output rows (the key, then COLUMNS), in the same order.
 
-    Input columns: (key, text value), or for JSONL the lines alone, of which blank ones are skipped. Scored
-    `batch_size` rows per forward pass."""
+    Input columns: (key, text value), or for JSONL the lines alone (bytes), of which blank ones are skipped.
+    Scored `batch_size` rows per forward pass."""
     if layout.lines:
         lines = [line for line in batch.column(0).to_pylist() if line and not line.isspace()]
-        pairs = [json_line(line, layout.key, layout.text_field) for line in lines]
-        keys = pa.array([typed_key(key, layout.key_type) for key, _ in pairs], _ARROW_KEYS[layout.key_type])
-        values = [value for _, value in pairs]
+        pairs = [json_line(line, layout, limits) for line in lines]
+        keys = pa.array([key for key, _ in pairs], KEY_TYPES[layout.key_type])
+        items = [item for _, item in pairs]
     else:
-        keys, values = batch.column(0), batch.column(1).to_pylist()
-    starts = range(0, len(values), batch_size)
-    parts = [score_values(scorer, values[i : i + batch_size], limits, layout.encoding) for i in starts]
+        keys = batch.column(0)
+        checked_keys = keys.to_pylist() if layout.key_type in CHECKED_KEY_TYPES else None
+        items = checked_rows(checked_keys, batch.column(1).to_pylist(), limits, layout.encoding)
+    parts = [scored_columns(scorer, items[i : i + batch_size]) for i in range(0, len(items), batch_size)]
     arrays = [keys]
     for name in COLUMNS:
         column = np.concatenate([part[name] for part in parts]) if parts else np.array([], dtype=object)
@@ -142,9 +197,7 @@ def score_batch(
 
 
 def _plain(value: object) -> object:
-    """numpy and pandas scalars -> Python ones, and pandas' missing values -> None."""
-    if value is None or (isinstance(value, float) and value != value):
-        return None
+    """numpy scalars -> Python ones, so that a refused value is named by its Python type, as online."""
     if isinstance(value, np.generic):
         return value.item()
     return value

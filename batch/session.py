@@ -6,11 +6,10 @@ import logging
 import os
 import sys
 import time
-from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from batch import cds
+from batch import local
 from batch.settings import SparkSettings
 
 logger = logging.getLogger(__name__)
@@ -26,27 +25,7 @@ DEFAULTS = {
     # Python puts the directory a worker starts in first on its path; started from this repo, the workers would
     # import the working tree's code instead of the archive's (SparkContext.addPyFile puts that zip second)
     "spark.executorEnv.PYTHONSAFEPATH": "1",
-    # Spark keeps one Python daemon (and pool of idle workers) per distinct worker environment, and its SQL
-    # runners add this variable where its RDD runner does not: set for both, the job's RDD warm-up task
-    # (batch.job.warming) and its scoring tasks share one daemon, and the worker that loaded the archive.
-    "spark.executorEnv.SPARK_SIMPLIFIED_TRACEBACK": "1",
 }
-# In local mode the driver's JVM is the executor, on the same cores as the Python workers, and its work per review
-# is small: C2, the optimizing JIT compiler, spends core-seconds that the scoring needs, so the JVM stops at C1.
-# Spark's classes come from a class-data-sharing archive once made, and the Python workers fork from a daemon
-# that has imported their libraries once.
-LOCAL_JVM = "-XX:TieredStopAtLevel=1"
-PRELOAD = Path(__file__).resolve().parent / "preload"
-
-
-def local_conf() -> dict[str, str]:
-    """Settings for a local master, where the JVM and the Python workers share this machine's cores."""
-    return {
-        "spark.driver.extraJavaOptions": f"{LOCAL_JVM} {cds.java_options()}".strip(),
-        # Python workers fork from a daemon that has imported torch and tokenizers once (preload/)
-        "spark.python.daemon.module": "sentiment_daemon",
-        "spark.executorEnv.PYTHONPATH": os.pathsep.join(filter(None, (str(PRELOAD), os.environ.get("PYTHONPATH")))),
-    }
 
 
 def spark_session(settings: SparkSettings) -> tuple[SparkSession, float]:
@@ -55,8 +34,8 @@ def spark_session(settings: SparkSettings) -> tuple[SparkSession, float]:
     A local or loopback master binds everything to 127.0.0.1; under spark-submit (master None) the master and
     the addresses come from spark-submit's own settings.
     """
-    local = settings.master is not None and settings.master.startswith("local")
-    conf = {**DEFAULTS, **(local_conf() if local else {}), **settings.conf}
+    tuned = local.applies(settings.master, settings.local_tuning)
+    conf = {**DEFAULTS, **(local.conf() if tuned else {}), **settings.conf}
     if settings.master is not None and is_loopback(settings.master):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         conf = {**LOOPBACK, **conf}
@@ -77,7 +56,13 @@ def spark_session(settings: SparkSettings) -> tuple[SparkSession, float]:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     seconds = time.perf_counter() - started
-    logger.info("Spark %s started on %s in %.1f s", spark.version, spark.sparkContext.master, seconds)
+    logger.info(
+        "Spark %s started on %s in %.1f s%s",
+        spark.version,
+        spark.sparkContext.master,
+        seconds,
+        " (local tuning)" if tuned else "",
+    )
     return spark, seconds
 
 

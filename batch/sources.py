@@ -1,14 +1,18 @@
 """Input readers: JSONL (gzipped too), CSV and Parquet -> the rows handed to the scoring function, spread over
 the cores, and their Layout.
 
-JSONL lines go to Python whole: `json.loads` reads each line's key and text there, once, so that `{"text": 42}`
-stays a number (refused as `invalid_text`, as online) and the JVM parses nothing. The key column's type comes
-from the first KEY_SAMPLE lines (batch.keys). For CSV and Parquet the key column passes through as it is, and a
-text column that is not a string is JSON-encoded, to be refused in Python as online.
+JSONL lines go to Python whole, as the bytes of the file: there each line is checked as an online JSON body
+is (UTF-8, JSON, an object, its key, its text), so that `{"text": 42}` stays a number (refused as
+`invalid_text`, as online), a line that is not UTF-8 is refused as `invalid_utf8`, and the JVM parses nothing.
+The key column holds each key's JSON text, or the declared --key-type (batch.keys). The first KEY_SAMPLE lines
+are read on the driver only to catch a mistyped --key-column or --text-column before the job starts. For CSV
+and Parquet the key column passes through as it is, and a text column that is not a string is JSON-encoded,
+to be refused in Python as online.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
@@ -17,8 +21,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, MapType, StringType, StructType
 
 from batch.errors import UsageError
-from batch.keys import key_type
-from batch.scoring import JSON, PLAIN, Encoding, Layout, json_line
+from batch.keys import SPARK_TYPES
+from batch.scoring import JSON, PLAIN, Encoding, Layout, text_fields
 from batch.settings import JobSettings
 
 logger = logging.getLogger(__name__)
@@ -35,7 +39,7 @@ class Source:
 
 def read_source(spark: SparkSession, settings: JobSettings) -> Source:
     fmt = settings.format
-    path = str(settings.input.resolve())
+    path = settings.input
     if fmt == "jsonl":
         return _jsonl(spark, path, settings)
     frame = _csv(spark, path) if fmt == "csv" else spark.read.parquet(path)
@@ -52,22 +56,32 @@ def _csv(spark: SparkSession, path: str) -> DataFrame:
 
 
 def _jsonl(spark: SparkSession, path: str, settings: JobSettings) -> Source:
-    lines = spark.read.text(path)  # blank lines are skipped in Python (batch.scoring.score_batch)
-    sample = lines.limit(KEY_SAMPLE).toArrow().column(0).to_pylist()
-    fields = [json_line(line, settings.key_column, settings.text_column) for line in sample]
-    found = key_type(key for key, _ in fields)
-    if found is None:
+    # Spark's text source keeps each line's bytes as they are: cast to binary, they reach Python undecoded
+    lines = spark.read.text(path).select(F.col("value").cast("binary").alias("line"))
+    fields = text_fields(settings.text_column)
+    records = [_record(line) for line in lines.limit(KEY_SAMPLE).toArrow().column(0).to_pylist()]
+    records = [r for r in records if r is not None]
+    if records and not any(settings.key_column in r for r in records):
         raise UsageError(
             f"none of the first {KEY_SAMPLE} lines of {settings.input} has the key field {settings.key_column!r} "
             "(--key-column)"
         )
-    if all(text is None for _, text in fields):  # a row without text is an error row; every row, a wrong name
+    if records and not any(f in r for r in records for f in fields):  # one row without text is an error row
         raise UsageError(
             f"none of the first {KEY_SAMPLE} lines of {settings.input} has the text field "
             f"{settings.text_column!r} (--text-column)"
         )
-    layout = Layout(settings.key_column, found, text_field=settings.text_column)
-    return Source(_repartitioned(lines, settings, spark), layout, DataType.fromDDL(found))
+    layout = Layout(settings.key_column, settings.key_type, text_fields=fields)
+    return Source(_repartitioned(lines, settings, spark), layout, DataType.fromDDL(SPARK_TYPES[settings.key_type]))
+
+
+def _record(line: bytes | None) -> dict | None:
+    """A sampled line's object, or None for a line that is blank, not JSON or not an object."""
+    try:
+        record = json.loads(line) if line and not line.isspace() else None
+    except (ValueError, RecursionError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def _require_columns(frame: DataFrame, settings: JobSettings) -> None:

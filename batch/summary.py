@@ -76,5 +76,5 @@ def summarize(predictions: DataFrame, key: str, model_version: str, seconds: flo
             examples,
         )
     if summary.rows_without_key:
-        logger.warning("%d rows have no key (missing, null, or of another type than the sampled keys)", without_key)
+        logger.warning("%d rows have no key (missing or null, or a line that is not a JSON object)", without_key)
     return summary

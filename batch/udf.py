@@ -8,7 +8,6 @@ has to be a column expression, is a pandas UDF over the same scoring function.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,8 +29,7 @@ def ship(spark: SparkSession, mar: Path) -> str:
     shipped = getattr(sc, "_sentiment_shipped", set())
     if mar not in shipped:
         sc.addFile(str(mar))
-        workdir = Path(tempfile.mkdtemp(prefix="sentiment-code-"))
-        sc.addPyFile(str(mar_files.code_zip(mar, workdir / f"{mar.stem}-batch-code.zip")))
+        sc.addPyFile(str(mar_files.code_zip(mar)))
         shipped.add(mar)
         sc._sentiment_shipped = shipped
     return mar.name
@@ -69,7 +67,7 @@ def sentiment_udf(mar_name: str, batch_size: int = 256):
         from batch.scoring import score_values
 
         scorer, limits = load_shipped(mar_name)
-        values = texts.tolist()
+        values = texts.astype(object).where(texts.notna(), None).tolist()  # a missing value is a null text
         parts = [
             score_values(scorer, values[i : i + batch_size], limits, PLAIN) for i in range(0, len(values), batch_size)
         ]

@@ -76,7 +76,8 @@ def check_text(text: object, limits: Limits) -> str:
     return text
 
 
-def _check_key(key: object, limits: Limits) -> Key:
+def check_key(key: object, limits: Limits) -> Key:
+    """The key, or the ServingError a client gets for it (the batch job uses it for its key column too)."""
     if key is None:
         return None
     if isinstance(key, bool) or not isinstance(key, (str, int, float)):
@@ -99,15 +100,49 @@ def _encodable(text: str) -> bool:
     return True
 
 
+def check_record(record: dict, limits: Limits, key_field: str = "key", text_fields=TEXT_FIELDS) -> Instance:
+    """One review from a JSON object: its key checked first, then its text (the first of `text_fields` present).
+
+    The online request's object and the batch job's JSONL line (with the job's key and text field names)."""
+    key = check_key(record.get(key_field), limits)
+    text = next((record[f] for f in text_fields if f in record), None)
+    return Instance(check_text(text, limits), key)
+
+
+def decode_utf8(body: bytes) -> str:
+    """The body as text, or invalid_utf8 (a request body; a batch JSONL line)."""
+    try:
+        return bytes(body).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ServingError("invalid_utf8", "the request body is not valid UTF-8") from None
+
+
+def parse_json(text: str) -> object:
+    """The JSON value of a body (or of a batch JSONL line), or invalid_json."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # JSONDecodeError, or an integer beyond Python's 4300 digits
+        raise ServingError("invalid_json", "the request body is not valid JSON") from None
+
+
+def check_object(payload: object) -> dict:
+    """A JSON body that is an object (a request, or a batch JSONL line), or invalid_request."""
+    if not isinstance(payload, dict):
+        raise ServingError(
+            "invalid_request",
+            f"the body must be a JSON object, got {_json_type(payload)}; "
+            'send {"text": ...} or {"instances": [...]}',
+        )
+    return payload
+
+
 def _instance(obj: object, limits: Limits) -> Instance:
     """One review from a JSON value: a string, or an object with "text"/"reviews" and an optional "key"."""
     if isinstance(obj, str):
         return Instance(check_text(obj, limits))
     if not isinstance(obj, dict):
         raise ServingError("invalid_instance", f"an instance must be an object or a string, got {_json_type(obj)}")
-    key = _check_key(obj.get("key"), limits)
-    text = next((obj[f] for f in TEXT_FIELDS if f in obj), None)
-    return Instance(check_text(text, limits), key)
+    return check_record(obj, limits)
 
 
 def _json_type(obj: object) -> str:
@@ -115,12 +150,7 @@ def _json_type(obj: object) -> str:
 
 
 def _from_json(payload: object, limits: Limits) -> Request:
-    if not isinstance(payload, dict):
-        raise ServingError(
-            "invalid_request",
-            f"the body must be a JSON object, got {_json_type(payload)}; "
-            'send {"text": ...} or {"instances": [...]}',
-        )
+    payload = check_object(payload)
     if "instances" not in payload:
         return Request([_instance(payload, limits)])
     instances = payload["instances"]
@@ -151,16 +181,9 @@ def decode(body: object, content_type: str | None, limits: Limits) -> Request:
     if body is None or len(body) == 0:
         raise ServingError("empty_body", "the request body is empty")
     if isinstance(body, (bytes, bytearray)):
-        try:
-            body = bytes(body).decode("utf-8")
-        except UnicodeDecodeError:
-            raise ServingError("invalid_utf8", "the request body is not valid UTF-8") from None
+        body = decode_utf8(body)
     if media == "application/json":
-        try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError):  # JSONDecodeError, or an integer beyond Python's 4300 digits
-            raise ServingError("invalid_json", "the request body is not valid JSON") from None
-        return _from_json(payload, limits)
+        return _from_json(parse_json(body), limits)
     return Request([Instance(check_text(body, limits))])
 
 

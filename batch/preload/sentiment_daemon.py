@@ -2,10 +2,10 @@
 
 pyspark.daemon forks every Python worker from one process, so what that process has imported, each worker has
 for free: torch, tokenizers, pyarrow (with pandas, which it imports as it builds its first array) and pyspark's
-own worker take ~1.5 s of CPU to import, which every worker would otherwise pay on its first task, on the cores
-the scoring needs. Only third-party libraries are imported here: the project's own code still comes to the
-workers from the archive (SparkContext.addPyFile), so that what is deployed is what scores. Used in local mode
-(batch/session.py puts this directory on the daemon's path).
+own worker, which every worker would otherwise import on its first task, on the cores the scoring needs. Only
+third-party libraries are imported here: the project's own code still comes to the workers from the archive
+(SparkContext.addPyFile), so that what is deployed is what scores. Used for local masters only (batch/local.py
+puts this directory on the daemon's path).
 """
 
 import gc
@@ -14,10 +14,10 @@ import sys
 
 SPARK_ARCHIVES = ("pyspark", "py4j", "spark-")  # what Spark's worker path holds of its own
 
+
 # Spark puts its pyspark.zip, py4j zip and spark-core jar first on the workers' path. Modules imported from a zip
 # are compiled from source in every process (no bytecode cache), and every task's importlib.invalidate_caches()
-# re-reads the directory of each zip on the path in pure Python (the jar alone holds thousands of entries):
-# tenths of a second per task (py-spy: 11% of the workers' samples during the scoring stage; 0.3% without them).
+# re-reads the directory of each zip on the path in pure Python (the jar alone holds thousands of entries).
 # In local mode the same pyspark and py4j are installed in this environment, with their bytecode, so those
 # archives leave the path.
 _archives = [p for p in sys.path if p.endswith((".zip", ".jar")) and os.path.basename(p).startswith(SPARK_ARCHIVES)]
@@ -32,9 +32,9 @@ import torch  # noqa: E402, F401
 import yaml  # noqa: E402, F401
 from pyspark import daemon, worker  # noqa: E402, F401
 
-# pyspark.daemon runs gc.collect() in a worker after every task: scanning these libraries' objects each time
-# costs a noticeable share of a short task, while Spark waits for the worker. They live as long as the process:
-# freezing them leaves them out of every collection (and out of the copy-on-write page faults scanning causes).
+# pyspark.daemon runs gc.collect() in a worker after every task, while Spark waits for the worker: scanning
+# these libraries' objects each time is work on every task. They live as long as the process: freezing them
+# leaves them out of every collection (and out of the copy-on-write page faults scanning causes).
 gc.freeze()
 
 if __name__ == "__main__":

@@ -31,9 +31,13 @@ def write_jsonl(path: Path, rows: list) -> Path:
     return path
 
 
-def read_output(spark, output: Path, key: str = "id") -> dict:
-    """key -> list of output rows (as dicts) from predictions.parquet."""
+def read_output(spark, output: Path | str, key: str = "id", json_keys: bool = False) -> dict:
+    """key -> list of output rows (as dicts) from predictions.parquet; json_keys: a JSONL key column's JSON text
+    read back into the value (the rows keep the text)."""
     out: dict = {}
-    for row in spark.read.parquet(str(output / "predictions.parquet")).collect():
-        out.setdefault(row[key], []).append(row.asDict())
+    for row in spark.read.parquet(f"{output}/predictions.parquet").collect():
+        value = row[key]
+        if json_keys and value is not None:
+            value = json.loads(value)
+        out.setdefault(value, []).append(row.asDict())
     return out

@@ -1,5 +1,6 @@
 """The same job through the command line: on a real standalone Spark cluster (a master and a worker started on
-loopback from the pyspark installation's own launcher), and killed half-way without harming the output."""
+loopback from the pyspark installation's own launcher), and killed half-way without harming the output, while
+a second run on the same output is refused."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ import pytest
 import requests
 
 from batch.job import PARQUET, run
-from batch.output import STAGING, stale_siblings
+from batch.lock import OutputLocked
+from batch.output import STAGING
 from batch.settings import JobSettings
 from bench.reviews import load_reviews
 from serving.server import free_ports
 from tests.batch.conftest import read_output, write_jsonl
+from tests.catalogue import LIMITS
 from tests.conftest import BOOK_REVIEWS, ROOT
 
 SPARK_CLASS = Path(pyspark.__file__).parent / "bin" / "spark-class"
@@ -81,11 +84,20 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "batch", *args]
 
 
-def test_the_same_job_runs_on_a_standalone_cluster(cluster, spark, mar_path, tmp_path):
-    rows = [{"id": i, "text": t} for i, t in enumerate([*BOOK_REVIEWS.values(), *load_reviews(60), "", None])]
+def _rows(spark, output) -> list[dict]:
+    return sorted((row.asDict() for row in spark.read.parquet(f"{output}/{PARQUET}").collect()), key=str)
+
+
+def test_the_cluster_writes_the_same_output_as_local_mode_row_for_row(cluster, spark, mar_path, tmp_path):
+    texts = [*BOOK_REVIEWS.values(), *load_reviews(60), "", None, 42, "x" * (LIMITS.max_chars + 1)]
+    keys = [*range(len(texts) - 4), "k-1", 2.5, [3], None]  # keys of other types, a refused one, none
+    rows = [{"id": k, "text": t} for k, t in zip(keys, texts, strict=True)]
+    rows.append('{"id": "cut", "text": "a line that was cut')
     data = write_jsonl(tmp_path / "reviews.jsonl", rows)
     done = subprocess.run(
-        _cli("--master", cluster, "--input", str(data), "--output", str(tmp_path / "cluster"), "--mar", str(mar_path)),
+        _cli(
+            "--master", cluster, "--input", data.as_uri(), "--output", str(tmp_path / "cluster"), "--mar", str(mar_path)
+        ),
         cwd=ROOT,
         env=_env(),
         capture_output=True,
@@ -93,16 +105,17 @@ def test_the_same_job_runs_on_a_standalone_cluster(cluster, spark, mar_path, tmp
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert f"{len(rows)} rows: {len(rows) - 2} scored, 2 errors" in done.stderr
+    assert f"{len(rows)} rows: {len(rows) - 5} scored, 5 errors" in done.stderr
+    assert "(local tuning)" not in done.stderr  # a cluster's master gets none of it
 
-    local = tmp_path / "local"
-    run(spark, JobSettings(input=data, output=local, mar=mar_path))
-    on_cluster, on_local = read_output(spark, tmp_path / "cluster"), read_output(spark, local)
-    assert sorted(on_cluster) == sorted(on_local) == list(range(len(rows)))
-    for key, ((c,), (loc,)) in ((k, (on_cluster[k], on_local[k])) for k in on_local):
-        assert c["error"] == loc["error"] and c["label"] == loc["label"], key
-        if c["error"] is None:
-            assert abs(c["positive_review_probability"] - loc["positive_review_probability"]) < 1e-6
+    run(spark, JobSettings(input=data, output=tmp_path / "local", mar=mar_path))
+    on_cluster, on_local = _rows(spark, tmp_path / "cluster"), _rows(spark, tmp_path / "local")
+    assert len(on_cluster) == len(on_local) == len(rows)
+    floats = ("positive_review_probability", "positive_review_logits", "unknown_token_fraction")
+    for c, loc in zip(on_cluster, on_local, strict=True):
+        assert {k: v for k, v in c.items() if k not in floats} == {k: v for k, v in loc.items() if k not in floats}
+        for name in floats:
+            assert (c[name] is None and loc[name] is None) or abs(c[name] - loc[name]) < 1e-6, (c["id"], name)
 
 
 def test_a_run_killed_half_way_leaves_no_partial_or_doubled_output(spark, mar_path, tmp_path):
@@ -122,6 +135,10 @@ def test_a_run_killed_half_way_leaves_no_partial_or_doubled_output(spark, mar_pa
             assert time.monotonic() < deadline
             time.sleep(0.1)
             staging = list(tmp_path.glob(STAGING.format(name="out") + "*"))
+        # a second run on the same output meanwhile is refused, and leaves the first one's staging alone
+        with pytest.raises(OutputLocked, match=f"pid {proc.pid} on "):
+            run(spark, JobSettings(input=data, output=output, mar=mar_path, partitions=2))
+        assert all(s.exists() for s in staging)
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         _end(proc)
@@ -129,9 +146,10 @@ def test_a_run_killed_half_way_leaves_no_partial_or_doubled_output(spark, mar_pa
 
     after = {p.relative_to(output): p.read_bytes() for p in output.rglob("*") if p.is_file()}
     assert after == before, "the previous output changed"
-    assert stale_siblings(output), "the kill should have left the staging directory behind"
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out."))
+    assert ".out.lock" in left and len(left) == 2, "the kill should have left its lock and staging directory"
 
-    summary = run(spark, JobSettings(input=data, output=output, mar=mar_path, partitions=2))
-    assert not stale_siblings(output)
-    out = read_output(spark, output)
+    summary = run(spark, JobSettings(input=data, output=output, mar=mar_path, partitions=2))  # takes the lock over
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "reviews.jsonl"]
+    out = read_output(spark, output, json_keys=True)
     assert summary.rows == len(rows) == sum(len(v) for v in out.values()) and sorted(out) == list(range(len(rows)))

@@ -6,19 +6,25 @@ from __future__ import annotations
 import csv
 import json
 import zipfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from batch import mar as mar_files
+from batch import storage
 from batch.job import JSONL, PARQUET, SUMMARY, run
-from batch.output import stale_siblings
 from batch.scoring import COLUMNS, score_values
 from batch.settings import JobSettings
 from batch.udf import register_sql_function, ship
 from bench.reviews import load_reviews
 from tests.batch.conftest import read_output, write_jsonl
 from tests.conftest import BOOK_REVIEWS
+
+
+def _local(location: str) -> Path:
+    return storage.local_path(location)
+
 
 REVIEWS = [*BOOK_REVIEWS.values(), *load_reviews(21)]
 BAD = {  # key -> (JSON value of "text", or "absent", expected error code)
@@ -57,20 +63,20 @@ def jsonl_run(spark, mar_path, tmp_path_factory):
 
 def test_every_input_row_yields_one_output_row_with_its_key(spark, jsonl_run):
     settings, summary = jsonl_run
-    out = read_output(spark, settings.output)
+    out = read_output(spark, settings.output, json_keys=True)
     rows = _input_rows()
     assert summary.rows == len(rows) == sum(len(v) for v in out.values())
     assert {k: len(v) for k, v in out.items() if k not in ("r3", None)} == {
         r["id"]: 1 for r in rows if isinstance(r, dict) and r["id"] != "r3"
     }
     assert len(out["r3"]) == 2 and len(out[None]) == 1
-    columns = spark.read.parquet(str(settings.output / PARQUET)).columns
+    columns = spark.read.parquet(f"{settings.output}/{PARQUET}").columns
     assert columns == ["id", *COLUMNS]
 
 
 def test_scored_rows_carry_a_prediction_and_the_archives_version(spark, jsonl_run, mar_path):
     settings, _ = jsonl_run
-    out = read_output(spark, settings.output)
+    out = read_output(spark, settings.output, json_keys=True)
     version = mar_files.version(mar_path)
     for i in range(len(REVIEWS)):
         for row in out[f"r{i}"]:
@@ -83,7 +89,7 @@ def test_scored_rows_carry_a_prediction_and_the_archives_version(spark, jsonl_ru
 
 def test_bad_text_yields_an_error_row_not_a_failed_job(spark, jsonl_run):
     settings, summary = jsonl_run
-    out = read_output(spark, settings.output)
+    out = read_output(spark, settings.output, json_keys=True)
     for key, (_, code) in BAD.items():
         (row,) = out[key]
         assert row["error"] == code and row["error_message"]
@@ -94,19 +100,19 @@ def test_bad_text_yields_an_error_row_not_a_failed_job(spark, jsonl_run):
 
 def test_duplicate_and_missing_keys_are_reported(jsonl_run):
     settings, summary = jsonl_run
-    assert (summary.duplicate_keys, summary.duplicate_rows, summary.duplicate_key_examples) == (1, 2, ["r3"])
+    assert (summary.duplicate_keys, summary.duplicate_rows, summary.duplicate_key_examples) == (1, 2, ['"r3"'])
     assert summary.rows_without_key == 1
-    assert json.loads((settings.output / SUMMARY).read_text())["duplicate_keys"] == 1
+    assert json.loads((_local(settings.output) / SUMMARY).read_text())["duplicate_keys"] == 1
 
 
 def test_jsonl_output_on_request_holds_the_same_rows(spark, jsonl_run):
     settings, summary = jsonl_run
-    lines = [json.loads(line) for f in sorted((settings.output / JSONL).glob("part-*")) for line in f.open()]
+    lines = [json.loads(line) for f in sorted((_local(settings.output) / JSONL).glob("part-*")) for line in f.open()]
     assert len(lines) == summary.rows
     assert set(lines[0]) == {"id", *COLUMNS}
     parquet = read_output(spark, settings.output)
     for line in lines:
-        if line["id"] not in ("r3", None):
+        if line["id"] not in ('"r3"', None):
             assert line["positive_review_probability"] == parquet[line["id"]][0]["positive_review_probability"]
 
 
@@ -128,7 +134,7 @@ def test_csv_and_parquet_inputs_with_other_column_names(spark, mar_path, tmp_pat
         results[name] = read_output(spark, settings.output, key="review_id")
         assert summary.rows == len(reviews) + (name == "reviews.csv")
     assert results["reviews.csv"]["empty"][0]["error"] == "missing_text"  # CSV cannot tell "" from a null
-    jsonl = read_output(spark, jsonl_run[0].output)
+    jsonl = read_output(spark, jsonl_run[0].output, json_keys=True)
     for i in range(len(reviews)):
         p = results["reviews.csv"][f"r{i}"][0]["positive_review_probability"]
         assert p == results["reviews.parquet"][f"r{i}"][0]["positive_review_probability"]
@@ -168,9 +174,10 @@ def test_sql_function_works_like_ml_predict(spark, mar_path):
 
 def test_a_failed_run_leaves_the_previous_output_untouched(spark, mar_path, tmp_path):
     data = write_jsonl(tmp_path / "in.jsonl", [{"id": i, "text": t} for i, t in enumerate(REVIEWS[:8])])
-    settings = JobSettings(input=data, output=tmp_path / "out", mar=mar_path)
+    output = tmp_path / "out"
+    settings = JobSettings(input=data, output=output, mar=mar_path)
     run(spark, settings)
-    before = {p.relative_to(settings.output): p.read_bytes() for p in settings.output.rglob("*") if p.is_file()}
+    before = {p.relative_to(output): p.read_bytes() for p in output.rglob("*") if p.is_file()}
 
     broken = tmp_path / "broken.mar"  # a real archive without its TorchScript file: every task fails
     with zipfile.ZipFile(mar_path) as src, zipfile.ZipFile(broken, "w") as dst:
@@ -180,15 +187,15 @@ def test_a_failed_run_leaves_the_previous_output_untouched(spark, mar_path, tmp_
     with pytest.raises(Exception, match="sentiment.pt"):
         run(spark, JobSettings(input=data, output=settings.output, mar=broken))
 
-    after = {p.relative_to(settings.output): p.read_bytes() for p in settings.output.rglob("*") if p.is_file()}
-    assert after == before and not stale_siblings(settings.output)
+    after = {p.relative_to(output): p.read_bytes() for p in output.rglob("*") if p.is_file()}
+    assert after == before and sorted(p.name for p in tmp_path.iterdir()) == ["broken.mar", "in.jsonl", "out"]
 
 
 def test_a_missing_key_column_fails_before_anything_is_written(spark, mar_path, tmp_path):
     data = write_jsonl(tmp_path / "in.jsonl", [{"review_id": 1, "text": REVIEWS[0]}])
     with pytest.raises(ValueError, match="the key field 'id'"):
         run(spark, JobSettings(input=data, output=tmp_path / "out", mar=mar_path))
-    assert not (tmp_path / "out").exists() and not stale_siblings(tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]  # no output, staging or lock
 
 
 def test_local_workers_fork_from_the_preloading_daemon_and_score_with_the_archives_code(spark, mar_path):
@@ -212,21 +219,4 @@ def test_local_workers_fork_from_the_preloading_daemon_and_score_with_the_archiv
     parent, pyspark_file, batch_file, model_file = spark.range(1).select(origin("id")).first()[0].split("|")
     assert "sentiment_daemon" in parent
     assert ".zip" not in pyspark_file  # compiled once, from the installed package
-    assert "-batch-code.zip/" in batch_file and "-batch-code.zip/" in model_file  # shipped, not the work tree
-
-
-def test_the_rdd_warm_up_and_the_scoring_tasks_share_one_python_daemon(spark):
-    """batch.job.warming loads the archive through an RDD task so that the scoring stage finds a loaded worker:
-    that holds only while Spark starts RDD and SQL tasks from the same daemon (session.py aligns their env)."""
-    import os
-
-    import pyarrow as pa
-
-    rdd_daemon = spark.sparkContext.parallelize([0], 1).map(lambda _: os.getppid()).collect()[0]
-
-    def parent(batches):
-        for batch in batches:
-            yield pa.RecordBatch.from_arrays([pa.array([os.getppid()] * batch.num_rows)], names=["ppid"])
-
-    sql_daemons = {row.ppid for row in spark.range(4).repartition(2).mapInArrow(parent, "ppid long").collect()}
-    assert sql_daemons == {rdd_daemon}
+    assert "/sentiment-code-" in batch_file and "/sentiment-code-" in model_file  # shipped, not the work tree

@@ -1,4 +1,4 @@
-"""The batch job's pure parts, without Spark: scoring equals the handler's path, archive, atomic output."""
+"""The batch job's pure parts, without Spark: scoring equals the handler's path, keys, the archive."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pyarrow as pa
 import pytest
 
 from batch import mar as mar_files
-from batch.keys import key_type, typed_key
-from batch.output import staged, stale_siblings
-from batch.scoring import COLUMNS, PREDICTION_COLUMNS, Encoding, Layout, score_batch, score_values
+from batch import storage
+from batch.keys import KeyTypeMismatch, typed_key
+from batch.scoring import COLUMNS, PREDICTION_COLUMNS, Encoding, Layout, score_batch, score_values, text_fields
 from batch.settings import JobSettings, format_of
 from bench.reviews import load_reviews
 from handler.codec import decode, respond
@@ -79,15 +79,18 @@ def test_json_encoded_values_are_decoded_as_the_handler_decodes_json(loaded):
     assert columns["label"][0] == "positive"
 
 
-def test_numpy_and_pandas_values_are_plain_python_to_the_validation(loaded):
+def test_numpy_values_are_plain_python_to_the_validation_and_nan_is_a_number_as_online(loaded):
     scorer, limits = loaded
     columns = score_values(scorer, [np.int64(5), float("nan"), np.str_(BOOK_REVIEWS["negative"])], limits)
-    assert list(columns["error"]) == ["invalid_text", "missing_text", None]
+    assert list(columns["error"]) == ["invalid_text", "invalid_text", None]
+    assert columns["error_message"][0] == '"text" must be a string, got int'
     assert columns["label"][2] == "negative"
 
 
-def test_code_zip_carries_the_archives_own_model_and_handler_code(mar_path, tmp_path):
-    target = mar_files.code_zip(mar_path, tmp_path / "code.zip")
+def test_code_zip_carries_the_archives_own_model_and_handler_code_and_is_made_once(mar_path, tmp_path):
+    target = mar_files.code_zip(mar_path, tmp_path)
+    assert target.name.startswith("sentiment-code-") and mar_files.code_zip(mar_path, tmp_path) == target
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
     with zipfile.ZipFile(target) as z, zipfile.ZipFile(mar_path) as mar:
         names = set(z.namelist())
         assert {"batch/job.py", "batch/scoring.py", "model/infer.py", "handler/codec.py"} <= names
@@ -95,36 +98,13 @@ def test_code_zip_carries_the_archives_own_model_and_handler_code(mar_path, tmp_
         assert z.read("model/text.py") == mar.read("model/text.py")
 
 
-def test_the_archive_is_unpacked_once_per_process(mar_path):
-    assert mar_files.unpack(mar_path) == mar_files.unpack(mar_path)
-    assert (mar_files.unpack(mar_path) / "MAR-INF" / "MANIFEST.json").exists()
-
-
-def test_staged_output_replaces_the_target_only_on_success(tmp_path):
-    target = tmp_path / "out"
-    with staged(target) as staging:
-        (staging / "part").write_text("first")
-    assert (target / "part").read_text() == "first"
-
-    with pytest.raises(RuntimeError), staged(target) as staging:
-        (staging / "part").write_text("half")
-        raise RuntimeError("the job failed half-way")
-    assert (target / "part").read_text() == "first" and not stale_siblings(target)
-
-    with staged(target) as staging:
-        (staging / "part").write_text("second")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and (target / "part").read_text() == "second"
-
-
-def test_leftovers_of_a_killed_run_are_cleaned_and_a_retired_output_restored(tmp_path):
-    target = tmp_path / "out"
-    (tmp_path / ".out.staging-dead").mkdir()  # killed while writing
-    (tmp_path / ".out.retired-dead").mkdir()  # killed between the two renames: the previous output
-    (tmp_path / ".out.retired-dead" / "part").write_text("previous")
-    with staged(target) as staging:
-        assert (target / "part").read_text() == "previous"
-        (staging / "part").write_text("new")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and (target / "part").read_text() == "new"
+def test_the_archive_is_unpacked_once_per_content_into_a_directory_named_by_its_hash(mar_path, tmp_path):
+    unpacked = mar_files.unpack(mar_path)
+    assert unpacked == mar_files.unpack(mar_path) and unpacked.name == f"sentiment-mar-{mar_files.digest(mar_path)}"
+    assert (unpacked / "MAR-INF" / "MANIFEST.json").exists()
+    copy = tmp_path / "copy.mar"  # the same content elsewhere: the same directory
+    copy.write_bytes(mar_path.read_bytes())
+    assert mar_files.unpack(copy) == unpacked
 
 
 @pytest.mark.parametrize(
@@ -134,6 +114,25 @@ def test_leftovers_of_a_killed_run_are_cleaned_and_a_retired_output_restored(tmp
 def test_format_from_the_file_name(name, fmt):
     assert format_of(Path(name)) == fmt
     assert JobSettings(input=Path(name), output=Path("o")).format == fmt
+    assert JobSettings(input=f"s3a://bucket/in/{name}/", output="s3a://bucket/out").format == fmt
+
+
+@pytest.mark.parametrize(
+    ("location", "expected"),
+    [
+        ("file:///data/in.jsonl", "file:///data/in.jsonl"),
+        ("hdfs://nn:8020/in/", "hdfs://nn:8020/in/"),
+        ("s3a://bucket/x", "s3a://bucket/x"),
+        ("/data/in.jsonl", "file:///data/in.jsonl"),
+        ("in.jsonl", f"file://{Path.cwd() / 'in.jsonl'}"),
+        ("sub/../in.jsonl", f"file://{Path.cwd() / 'in.jsonl'}"),
+    ],
+)
+def test_locations_are_uris_and_a_path_without_scheme_is_local(location, expected):
+    assert storage.uri(location) == expected
+    assert storage.renames_atomically(location) == (not location.startswith("s3a"))
+    assert (storage.local_path(location) is None) == location.startswith(("hdfs", "s3a"))
+    assert storage.name(location) == expected.rstrip("/").rsplit("/", 1)[-1]
 
 
 def test_unknown_format_and_bad_settings_are_refused():
@@ -143,21 +142,37 @@ def test_unknown_format_and_bad_settings_are_refused():
         JobSettings(input=Path("a.csv"), output=Path("o"), input_format="xml")
 
 
+def _lines(*lines) -> pa.RecordBatch:
+    data = [line if isinstance(line, bytes) else json.dumps(line).encode() for line in lines]
+    return pa.RecordBatch.from_arrays([pa.array(data, pa.binary())], names=["line"])
+
+
 def test_jsonl_lines_yield_their_key_and_text_field(loaded):
     scorer, limits = loaded
-    lines = [
-        json.dumps({"id": 1, "text": BOOK_REVIEWS["positive"]}),
-        json.dumps({"id": 2, "text": 42}),
-        json.dumps({"id": 3}),
-        json.dumps({"id": "4", "text": BOOK_REVIEWS["negative"]}),  # a key of another type: a row without key
-        json.dumps(["not", "an", "object"]),
-        '{"id": 5, "text": "cut',
-    ]
-    batch = pa.RecordBatch.from_arrays([pa.array(lines)], names=["value"])
-    out = score_batch(scorer, limits, batch, Layout("id", "bigint", text_field="text"), batch_size=2).to_pydict()
+    batch = _lines(
+        {"id": 1, "text": BOOK_REVIEWS["positive"]},
+        {"id": 2, "text": 42},
+        {"id": 3},
+        {"id": "4", "text": BOOK_REVIEWS["negative"]},  # a key of another type: kept, as its JSON text
+        ["not", "an", "object"],
+        b'{"id": 5, "text": "cut',
+        b'{"id": 6, "text": "great \xff film"}',  # not UTF-8: refused as online, the key kept
+        {"id": [7], "text": BOOK_REVIEWS["positive"]},  # an invalid key (online too): kept, the row refused
+    )
+    layout = Layout("id", "json", text_fields=text_fields("text"))
+    out = score_batch(scorer, limits, batch, layout, batch_size=2).to_pydict()
     assert list(out) == ["id", *COLUMNS]
-    assert out["id"] == [1, 2, 3, None, None, None]
-    assert out["error"] == [None, "invalid_text", "missing_text", None, "missing_text", "invalid_json"]
+    assert out["id"] == ["1", "2", "3", '"4"', None, None, "6", "[7]"]
+    assert out["error"] == [
+        None,
+        "invalid_text",
+        "missing_text",
+        None,
+        "invalid_request",
+        "invalid_json",
+        "invalid_utf8",
+        "invalid_key",
+    ]
     expected = score_values(scorer, [BOOK_REVIEWS["positive"], BOOK_REVIEWS["negative"]], limits)
     assert out["positive_review_probability"][0] == expected["positive_review_probability"][0]
     assert out["label"][3] == expected["label"][1] == "negative"
@@ -178,49 +193,49 @@ def test_a_key_column_passes_through_and_the_text_column_is_scored(loaded):
 
 def test_an_empty_batch_gives_an_empty_batch(loaded):
     scorer, limits = loaded
-    batch = pa.RecordBatch.from_arrays([pa.array([], pa.string())], names=["value"])
-    out = score_batch(scorer, limits, batch, Layout("id", "string", text_field="text"), batch_size=256)
+    out = score_batch(scorer, limits, _lines(), Layout("id", "string", text_fields=("text",)), batch_size=256)
     assert out.num_rows == 0 and out.schema.names == ["id", *COLUMNS]
 
 
-@pytest.mark.parametrize(
-    ("keys", "expected"),
-    [
-        ([1, 2, None, 3], "bigint"),
-        ([1, 2.5], "double"),
-        ([True, False], "boolean"),
-        (["a", "b"], "string"),
-        ([1, "a"], "string"),
-        ([True, 1], "string"),
-        ([2**64], "string"),  # beyond bigint
-        ([None, None], None),
-        ([], None),
-    ],
-)
-def test_the_key_type_of_a_sample(keys, expected):
-    assert key_type(keys) == expected
+def test_a_declared_key_type_types_the_column_and_a_key_that_does_not_fit_stops_the_batch(loaded):
+    scorer, limits = loaded
+    layout = Layout("id", "bigint", text_fields=("text",))
+    out = score_batch(scorer, limits, _lines({"id": 1, "text": "Fine."}, {"text": "No key."}), layout, 256)
+    assert out.column(0).type == pa.int64() and out.column(0).to_pylist() == [1, None]
+    with pytest.raises(KeyTypeMismatch, match='the key "x1" does not fit --key-type bigint'):
+        score_batch(scorer, limits, _lines({"id": 1, "text": "Fine."}, {"id": "x1", "text": "Fine."}), layout, 256)
 
 
 @pytest.mark.parametrize(
     ("value", "kind", "expected"),
     [
+        (7, "json", "7"),
+        ("7", "json", '"7"'),
+        (2.50, "json", "2.5"),
+        (2**70, "json", str(2**70)),
+        ({"a": "é"}, "json", '{"a": "é"}'),
+        (True, "json", "true"),
+        (float("nan"), "json", "NaN"),
+        ("\udc00", "json", '"\\udc00"'),  # a lone surrogate stays an escape: UTF-8 cannot hold it
+        (None, "json", None),
         (7, "bigint", 7),
-        (7.5, "bigint", None),
-        ("7", "bigint", None),
-        (True, "bigint", None),
-        (2**63, "bigint", None),
         (7, "double", 7.0),
-        (True, "double", None),
-        (False, "boolean", False),
+        (7.5, "double", 7.5),
         ("x", "string", "x"),
-        (7, "string", "7"),
-        (True, "string", "true"),
-        ({"a": "é"}, "string", '{"a": "é"}'),
-        (None, "string", None),
+        (None, "bigint", None),
     ],
 )
-def test_a_key_is_typed_or_dropped(value, kind, expected):
+def test_a_key_comes_back_as_its_json_text_or_its_declared_type(value, kind, expected):
     assert typed_key(value, kind) == expected and type(typed_key(value, kind)) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [(7.5, "bigint"), ("7", "bigint"), (True, "bigint"), (2**63, "bigint"), (2**60 + 1, "double"), (7, "string")],
+)
+def test_a_key_that_does_not_fit_the_declared_type_is_refused_not_nulled(value, kind):
+    with pytest.raises(KeyTypeMismatch, match=f"does not fit --key-type {kind}"):
+        typed_key(value, kind)
 
 
 def test_the_summary_line_names_error_codes_only_when_there_are_errors():

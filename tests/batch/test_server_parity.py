@@ -14,7 +14,7 @@ def test_batch_predictions_equal_the_online_servers(spark, server, mar_path, tmp
     rows = [{"id": f"k{i}", "text": t} for i, t in enumerate(texts)]
     settings = JobSettings(input=write_jsonl(tmp_path / "in.jsonl", rows), output=tmp_path / "out", mar=mar_path)
     summary = run(spark, settings)
-    batch = read_output(spark, settings.output)
+    batch = read_output(spark, settings.output, json_keys=True)
 
     online = []
     for start in range(0, len(rows), 100):
