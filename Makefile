@@ -82,6 +82,10 @@ wrk: # Debian's wrk, the load generator of bench and soak
 bench: $(VENV)/.dev-installed java wrk ## benchmark (minutes): ceiling, TorchServe vs FastAPI peer, cold start -> bench/results/
 	$(PY) -m bench.run
 
+.PHONY: bench-capture
+bench-capture: $(VENV)/.dev-installed java wrk ## capture's cost: c=64 req/s with capture on vs off (make bench runs it too) -> bench/results/capture.json
+	$(PY) -m bench.capture_cost
+
 bench-frontier: $(VENV)/.dev-installed java wrk ## measure TorchServe's maxBatchDelay x workers x threads frontier -> bench/results/frontier.json
 	$(PY) -m bench.frontier
 

@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "model" / "artifacts"
 MODEL_MODULES = ("__init__.py", "config.py", "text.py", "infer.py")  # what the handler imports from model/
-HANDLER_MODULES = ("__init__.py", "codec.py", "errors.py", "settings.py", "sentiment_handler.py")
+HANDLER_MODULES = ("__init__.py", "codec.py", "errors.py", "settings.py", "capture.py", "sentiment_handler.py")
 DEFAULT_VERSION = "1.0"  # the version of sentiment.mar; the Makefile's BASE_VERSION says the same
 
 
