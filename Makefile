@@ -17,7 +17,7 @@ VERSION ?= $(BASE_VERSION)
 archive_file = model_store/sentiment$(if $(filter $(BASE_VERSION),$(1)),,_$(1)).mar
 MAR := $(call archive_file,$(BASE_VERSION))
 # the Makefile too: it says which version sentiment.mar carries
-MAR_INPUTS := $(ARTIFACTS)/sentiment.pt $(ARTIFACTS)/config.json $(wildcard $(ARTIFACTS)/tokenizer/*) \
+MAR_INPUTS := $(ARTIFACTS)/sentiment.pt $(ARTIFACTS)/config.json $(ARTIFACTS)/baseline.json $(wildcard $(ARTIFACTS)/tokenizer/*) \
 	model/__init__.py model/config.py model/text.py model/infer.py $(wildcard handler/*.py) model-config.yaml \
 	serving/archive.py Makefile
 
@@ -41,6 +41,13 @@ java: # Spark 4 runs on Java 17 or later only; "1.8.0" reads as major version 1
 
 train: $(VENV)/.installed ## train on IMDB ([DATA_DIR=../shared/data]); writes model/artifacts, metrics.json, training_curve.png
 	$(PY) -m model.train
+
+.PHONY: baseline
+baseline: $(ARTIFACTS)/baseline.json ## the validation split's calibration and drift baseline (make train writes them too)
+
+# calibration.json is written with it; an archive ships both for evaluation/
+$(ARTIFACTS)/baseline.json: $(ARTIFACTS)/sentiment.pt model/baseline.py model/calibration.py | $(VENV)/.installed
+	$(PY) -m model.baseline
 
 export: $(VENV)/.installed ## trace the trained model to TorchScript (model/artifacts/sentiment.pt)
 	$(PY) -m model.export
@@ -88,6 +95,13 @@ bench-capture: $(VENV)/.dev-installed java wrk ## capture's cost: c=64 req/s wit
 
 bench-frontier: $(VENV)/.dev-installed java wrk ## measure TorchServe's maxBatchDelay x workers x threads frontier -> bench/results/frontier.json
 	$(PY) -m bench.frontier
+
+.PHONY: evaluate
+FEEDBACK ?= feedback
+WINDOW ?= 1d
+EVALUATE_ARGS ?=
+evaluate: $(VENV)/.dev-installed java ## evaluate captures/ against labels: [FEEDBACK=feedback/] [WINDOW=1d] -> evaluation-runs/latest; exit 3: a critical alert
+	$(PY) -m evaluation run --captures captures --feedback $(FEEDBACK) --window $(WINDOW) $(EVALUATE_ARGS)
 
 .PHONY: batch bench-batch
 INPUT ?=

@@ -14,10 +14,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from model import baseline
 from model.config import ModelConfig
 from model.data import DATA_DIR, IMDB_TRAIN, SST2_DEV, book_split, read_jsonl, read_sst2
 from model.net import SentimentNet
-from model.text import build_tokenizer, pack, token_ids
+from model.text import UNK, build_tokenizer, pack, token_ids
 
 logger = logging.getLogger(__name__)
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -95,7 +96,17 @@ def train(cfg: ModelConfig, data_dir: Path, out: Path) -> dict:
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     plot_curve(history, out / "training_curve.png")
+    write_baseline(net, tokenizer, val_ids, val_labels, out)
     return metrics
+
+
+def write_baseline(net: SentimentNet, tokenizer, val_ids: list[list[int]], val_labels: list[int], out: Path) -> None:
+    """The calibration and drift baseline of the validation split, shipped in the archive for evaluation/."""
+    net.eval()
+    with torch.no_grad():
+        logits = [x for s in range(0, len(val_ids), 512) for x in net(*pack(val_ids[s : s + 512])).tolist()]
+    unk = tokenizer.convert_tokens_to_ids(UNK)
+    baseline.save(out, logits, [len(ids) for ids in val_ids], [ids.count(unk) for ids in val_ids], val_labels)
 
 
 def plot_curve(history: list[dict], path: Path) -> None:

@@ -16,6 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from model.baseline import BASELINE_FILE
+from model.calibration import CALIBRATION_FILE
 from model.infer import CONFIG_FILE, TOKENIZER_DIR, TORCHSCRIPT_FILE
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,11 @@ def build(
             for module in modules:
                 shutil.copy2(ROOT / package / module, extra / package / module)
         shutil.copy2(artifacts / CONFIG_FILE, extra / CONFIG_FILE)
+        for evaluation_file in (BASELINE_FILE, CALIBRATION_FILE):  # what evaluation/ compares this version with
+            if (artifacts / evaluation_file).exists():
+                shutil.copy2(artifacts / evaluation_file, extra / evaluation_file)
+            else:
+                logger.warning("%s has no %s: `make baseline` writes it", artifacts, evaluation_file)
         shutil.copytree(artifacts / TOKENIZER_DIR, extra / TOKENIZER_DIR)
         built = Path(tmp) / "built"
         built.mkdir()

@@ -9,7 +9,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MAR = ROOT / "model_store" / "sentiment.mar"
-TIERS = ("unit", "integration", "batch")  # tests/<tier>/: no server; a real TorchServe; a real Spark
+# tests/<tier>/: no server; a real TorchServe; a real Spark (batch, then the evaluation job)
+TIERS = ("unit", "integration", "batch", "evaluation")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
