@@ -103,6 +103,18 @@ EVALUATE_ARGS ?=
 evaluate: $(VENV)/.dev-installed java ## evaluate captures/ against labels: [FEEDBACK=feedback/] [WINDOW=1d] -> evaluation-runs/latest; exit 3: a critical alert
 	$(PY) -m evaluation run --captures captures --feedback $(FEEDBACK) --window $(WINDOW) $(EVALUATE_ARGS)
 
+.PHONY: evaluation-demo
+evaluation-demo: $(VENV)/.dev-installed java $(MAR) ## the pattern end to end (minutes): traffic shifts, drift, alert, gated retrain, recovery -> evaluation-demo/
+	$(PY) -m evaluation.demo --out evaluation-demo
+
+.PHONY: retrain rollback
+RETRAIN_ARGS ?=
+retrain: $(VENV)/.dev-installed ## train a candidate on labeled captured traffic; promote it (make serve's server) only if it wins -> retrain-runs/<time>/decision.json
+	$(PY) -m evaluation retrain --captures captures --feedback $(FEEDBACK) --promote $(RETRAIN_ARGS)
+
+rollback: $(VENV)/.installed ## make the previous version the default again and unregister the current one
+	$(PY) -m serving.client rollback sentiment
+
 .PHONY: batch bench-batch
 INPUT ?=
 OUTPUT ?=

@@ -32,7 +32,39 @@ def parser() -> argparse.ArgumentParser:
     lab.add_argument("label", help="positive, negative, 1 or 0")
     lab.add_argument("--feedback", type=Path, default=Path("feedback"))
     lab.add_argument("--labeled-at", help="ISO 8601 time or epoch seconds (default: now)")
+    t = sub.add_parser("retrain", help="train a candidate on labeled traffic; promote it only if it wins")
+    t.add_argument("--captures", type=Path, default=Path("captures"))
+    t.add_argument("--feedback", type=Path, default=Path("feedback"))
+    t.add_argument("--batch-input", type=Path, action="append", default=[], help="JSONL batch input (key, text)")
+    t.add_argument("--model-store", type=Path, default=Path("model_store"))
+    t.add_argument("--runs", type=Path, default=Path("retrain-runs"))
+    t.add_argument("--since", help="only traffic predicted since this ISO time or epoch (default: all)")
+    t.add_argument("--holdout", type=float, default=0.3, help="latest share of labeled traffic compared on")
+    t.add_argument("--alpha", type=float, default=0.05, help="McNemar significance the win needs")
+    t.add_argument("--tolerance", type=float, default=0.01, help="validation accuracy the candidate may lose")
+    t.add_argument("--epochs", type=int, help="training epochs (default: the model's own)")
+    t.add_argument("--promote", action="store_true", help="register and make default if it wins")
+    t.add_argument("--inference-url", default="http://127.0.0.1:8080")
+    t.add_argument("--management-url", default="http://127.0.0.1:8081")
+    t.add_argument("--key-file", type=Path, default=Path("key_file.json"))
     return p
+
+
+def retrain(args: argparse.Namespace) -> int:
+    from evaluation.retrain import RetrainSettings, run
+    from serving.client import ServingClient
+
+    settings = RetrainSettings(
+        captures=args.captures, feedback=args.feedback, batch_inputs=tuple(args.batch_input),
+        model_store=args.model_store, runs=args.runs, holdout=args.holdout,
+        since=feedback.parse_time(args.since) if args.since else None, alpha=args.alpha,
+        tolerance=args.tolerance, epochs=args.epochs, promote=args.promote, inference_url=args.inference_url,
+        management_url=args.management_url, key_file=args.key_file,
+    )  # fmt: skip
+    client = ServingClient(args.inference_url, args.management_url, args.key_file) if args.promote else None
+    decision = run(settings, client)
+    print(f"{decision.run_dir}/decision.json: {decision.reason}", file=sys.stderr)
+    return 0
 
 
 def settings_of(args: argparse.Namespace) -> EvaluationSettings:
@@ -65,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             path = feedback.append(args.feedback, args.key, args.label, when)
             print(f"labeled {args.key!r} in {path}")
             return 0
+        if args.command == "retrain":
+            return retrain(args)
         settings = settings_of(args)
         for path in (settings.model_store, settings.alerts):
             if not Path(path).exists():

@@ -110,3 +110,37 @@ def append(directory: Path, key: str, label: object, labeled_at: float | None = 
     finally:
         os.close(fd)
     return path
+
+
+def read_rows(directory: Path | None) -> list[dict]:
+    """Every label row of every file, in plain Python (the retrain gate, tests): key, label, labeled_at as written,
+    with where each came from (`file` as a URI, `file_time`, `row`) for the latest-label rule."""
+    rows: list[dict] = []
+    for path in files(directory) if directory is not None else []:
+        fmt, file_time, uri = format_of(path), path.stat().st_mtime, path.resolve().as_uri()
+        for idx, row in enumerate(_records(path, fmt)):
+            rows.append({**{k: row.get(k) for k in ("key", "label", "labeled_at")}, "file": uri,
+                         "file_time": file_time, "row": idx})  # fmt: skip
+    return rows
+
+
+def _records(path: Path, fmt: str) -> list[dict]:
+    if fmt == "jsonl":
+        import gzip
+
+        opener = gzip.open if path.name.endswith(".gz") else open
+        out = []
+        with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.strip():
+                    try:
+                        value = json.loads(line)
+                    except ValueError:
+                        value = {}
+                    out.append(value if isinstance(value, dict) else {})
+        return out
+    import pandas as pd
+
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False) if fmt == "csv" else pd.read_parquet(path)
+    frame = frame.astype(object).where(frame.notna(), None)
+    return [{k: (None if v == "" else v) for k, v in r.items()} for r in frame.to_dict("records")]

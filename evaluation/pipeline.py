@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import resource
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -50,6 +51,7 @@ def run(spark: SparkSession, settings: EvaluationSettings, spark_seconds: float 
             "exit_status": exit_status,
             "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
             "master": spark.sparkContext.master,
+            "driver_max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         },
         "inputs": aggregates.counts,
         "versions": {

@@ -37,10 +37,12 @@ def evaluate(net: SentimentNet, ids: list[list[int]], labels: list[int], batch_s
     return total_loss / len(ids), correct / len(ids)
 
 
-def train(cfg: ModelConfig, data_dir: Path, out: Path) -> dict:
+def train(cfg: ModelConfig, data_dir: Path, out: Path, extra_rows: list[dict] | None = None) -> dict:
+    """Train on IMDB's training split, plus `extra_rows` ({"text", "label"}: labeled traffic, for a retrain)."""
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     train_rows, val_rows = book_split(read_jsonl(data_dir / IMDB_TRAIN), cfg.val_every)
+    train_rows += extra_rows or []
     logger.info("IMDB: %d training, %d validation reviews", len(train_rows), len(val_rows))
 
     tokenizer = build_tokenizer((r["text"] for r in train_rows), cfg.vocab_size, cfg.min_frequency, cfg.max_tokens)
