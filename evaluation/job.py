@@ -179,12 +179,19 @@ def labels(spark: SparkSession, directory: Path | None) -> DataFrame | None:
 
 
 def latest_labels(rows: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """(key -> its latest label, one row of label counts)."""
+    """(key -> its latest label, with how many labels the key had; one row of label counts).
+
+    One hash aggregation per key (the latest is the max of a struct ordered as the rule says), not a window
+    function: partial aggregation before the shuffle, no sort of every row."""
     good = rows.where(F.col("bad").isNull())
-    ranked = Window.partitionBy("key").orderBy(F.desc("order_time"), F.desc("file"), F.desc("row"))
-    latest = good.withColumn("rank", F.row_number().over(ranked)).where("rank = 1").select("key", "label")
-    per_key = good.groupBy("key").agg(F.count("*").alias("n"), F.countDistinct("label").alias("distinct"))
-    counts = per_key.agg(
+    per_key = good.groupBy("key").agg(
+        F.max(F.struct("order_time", "file", "row", "label")).alias("latest"),
+        F.count("*").alias("n"),
+        F.min("label").alias("low"),
+        F.max("label").alias("high"),
+    )
+    latest = per_key.select("key", F.col("latest.label").alias("label"))
+    counts = per_key.withColumn("distinct", F.when(F.col("low") != F.col("high"), 2).otherwise(1)).agg(
         F.count("*").alias("labeled_keys"),
         F.sum(F.when(F.col("n") > 1, 1).otherwise(0)).alias("duplicate_label_keys"),
         F.sum(F.when(F.col("distinct") > 1, 1).otherwise(0)).alias("conflicting_label_keys"),
@@ -295,9 +302,13 @@ def _aggregate(
     for row in bins.collect():
         getattr(at(row), field_of[row["kind"]])[int(row["bin"])] += row["count"]
 
-    latest_first = Window.partitionBy("key", "model_version").orderBy(F.desc("t"), F.desc("prediction_id"))
-    ranked = predictions.where(keyed_row).withColumn("rank", F.row_number().over(latest_first))
-    latest = ranked.where("rank = 1").drop("rank")
+    kept = ("t", "prediction_id", "window", "positive_review_probability", "positive_review_logits")
+    latest = (
+        predictions.where(keyed_row)
+        .groupBy("key", "model_version")
+        .agg(F.max(F.struct(*kept)).alias("latest"))  # the latest prediction (then the highest id) of each
+        .select("key", "model_version", *(F.col(f"latest.{c}").alias(c) for c in kept))
+    )
     label_rows = labels(spark, inputs.feedback)
     counts.update(label_rows=0, bad_label_rows={}, labeled_keys=0, duplicate_label_keys=0)
     counts.update(conflicting_label_keys=0, unmatched_label_keys=0)

@@ -67,7 +67,8 @@ def run(spark: SparkSession, settings: EvaluationSettings, spark_seconds: float 
         "alerts": {"fired": len(fired), "active_critical": exit_status == CRITICAL},
         "reliability": report.reliability(aggregates.stats),
     }
-    images = report.plots(table, summary["reliability"], report.score_histograms(aggregates.stats), baselines)
+    histograms = report.score_histograms(aggregates.stats)
+    images = report.plots(table, summary["reliability"], histograms, baselines, rules.min_predictions)
     run_dir = report.write(settings.runs, started, summary, table, fired_dicts, images)
     logger.info(
         "evaluated %d predictions in %d window(s) x version(s) in %.1f s: %d alert(s)%s -> %s",

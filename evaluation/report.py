@@ -67,7 +67,7 @@ def score_histograms(stats: dict[tuple[int, str], Stats]) -> dict[str, dict]:
     """Per version, the fine score histogram of its latest window (what the score plot compares with baseline)."""
     latest: dict[str, tuple[int, Stats]] = {}
     for (window, version), s in stats.items():
-        if s.answered and (version not in latest or window > latest[version][0]):
+        if s.answered >= 100 and (version not in latest or window > latest[version][0]):
             latest[version] = (window, s)
     return {v: {"window_start": iso(w), "counts": s.score_fine} for v, (w, s) in latest.items()}
 
@@ -106,8 +106,13 @@ def _parquet(table: list[dict], path: Path) -> None:
 
 
 # -- plots and HTML ---------------------------------------------------------------------------------------------
-def plots(table: list[dict], reliability_curves: dict, histograms: dict, baselines: dict) -> dict[str, str]:
-    """name -> PNG as base64: accuracy over time, scores vs baseline, reliability curve, drift indicators."""
+def plots(
+    table: list[dict], reliability_curves: dict, histograms: dict, baselines: dict, min_predictions: int = 100
+) -> dict[str, str]:
+    """name -> PNG as base64: accuracy over time, scores vs baseline, reliability curve, drift indicators.
+
+    Windows with fewer than `min_predictions` answered predictions (a readiness probe, say) are left out of the
+    estimate and drift lines, as the alert rules leave them out."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -127,11 +132,11 @@ def plots(table: list[dict], reliability_curves: dict, histograms: dict, baselin
             below = [r["accuracy"] - r["accuracy_low"] for r in labeled]
             err = [below, [r["accuracy_high"] - r["accuracy"] for r in labeled]]
             ax.errorbar(x, y, yerr=err, fmt="o", color=f"C{i}", capsize=3, label=f"{version} accuracy (95 % Wilson)")
-        estimated = [r for r in series if r["estimated_accuracy"] is not None]
+        estimated = [r for r in series if r["estimated_accuracy"] is not None and _answered(r) >= min_predictions]
         ax.plot(
             [when[r["window_start"]] for r in estimated],
             [r["estimated_accuracy"] for r in estimated],
-            "--",
+            "x--",
             color=f"C{i}",
             label=f"{version} estimated (calibrated, no labels)",
         )
@@ -165,7 +170,11 @@ def plots(table: list[dict], reliability_curves: dict, histograms: dict, baselin
 
     fig, ax = plt.subplots(figsize=(9, 4))
     for i, version in enumerate(versions):
-        series = [r for r in table if r["model_version"] == version and r["score_psi"] is not None]
+        series = [
+            r
+            for r in table
+            if r["model_version"] == version and r["score_psi"] is not None and _answered(r) >= min_predictions
+        ]
         x = [when[r["window_start"]] for r in series]
         for metric, style in (("score_psi", "-o"), ("score_ks", "-s"), ("token_length_psi", "-^"),
                               ("unknown_fraction_psi", "-v"), ("positive_rate_change", "-x")):  # fmt: skip
@@ -173,11 +182,16 @@ def plots(table: list[dict], reliability_curves: dict, histograms: dict, baselin
                     ms=3, lw=0.8, label=f"{version} {metric}")  # fmt: skip
     ax.axhline(0.1, color="grey", lw=0.6, ls=":")
     ax.axhline(0.25, color="grey", lw=0.6, ls="--")
-    ax.set(ylabel="statistic", title="Drift against the validation baseline")
+    ax.set_yscale("symlog", linthresh=0.1)  # PSI of a new register reaches 8; the 0.1 and 0.25 bands stay visible
+    ax.set(ylabel="statistic (symlog)", title="Drift against the validation baseline")
     ax.legend(fontsize=6, ncol=2)
     fig.autofmt_xdate()
     out["drift"] = _png(fig, plt)
     return out
+
+
+def _answered(row: dict) -> int:
+    return row["predictions"] - row["errors"]
 
 
 def _png(fig, plt) -> str:

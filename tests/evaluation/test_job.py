@@ -58,13 +58,19 @@ def test_the_run_directory_and_the_exit_status(spark, traffic, tmp_path):
         "min_labels: 30\nmin_predictions: 30\nmax_p: 0.01\n"
         "rules:\n  accuracy_floor: {level: critical, metric: accuracy, floor: 0.99}\n"
     )
-    outcome = pipeline.run(spark, settings(traffic, tmp_path, alerts=strict))
+    batch = batch_output(tmp_path / "batch-out", keys=["k1", "k3", 5, "not-labeled"])
+    outcome = pipeline.run(spark, settings(traffic, tmp_path, alerts=strict, batch_outputs=(batch,)))
     assert outcome.exit_status == pipeline.CRITICAL
     latest = tmp_path / "runs" / report.LATEST
     assert latest.is_symlink() and latest.resolve() == outcome.run_dir.resolve()
     files = {p.name for p in outcome.run_dir.iterdir()}
     assert files == {"metrics.parquet", "report.json", "alerts.json", "report.html"}
     table = pq.read_table(outcome.run_dir / "metrics.parquet").to_pylist()
+    [from_batch] = [r for r in table if r["window_start"] >= report.iso(synthetic.START + 3 * WINDOW)]
+    assert from_batch["predictions"] == 4 and from_batch["keyed"] == 4  # the batch job's run, in its own window
+    labels = reference.labels_of(traffic["labels"]).latest
+    assert from_batch["labeled"] == sum(1 for k in ("k1", "k3", "5") if k in labels)
+    table = [r for r in table if r is not from_batch]
     assert len(table) == 6 and {r["model_version"] for r in table} == {"1.0", "2.0"}
     assert all(r["score_psi"] is None for r in table if r["model_version"] == "2.0")  # no archive: no baseline
     served = [r for r in table if r["model_version"] == "1.0"]
@@ -73,6 +79,7 @@ def test_the_run_directory_and_the_exit_status(spark, traffic, tmp_path):
     assert fired and all(a["rule"] == "accuracy_floor" for a in fired) and any(a["active"] for a in fired)
     summary = json.loads((outcome.run_dir / "report.json").read_text())
     assert summary["run"]["exit_status"] == 3 and summary["inputs"]["torn_lines"] == 1
+    assert summary["inputs"]["predictions"] == len(traffic["records"]) + 4
     assert "<img src='data:image/png;base64," in (outcome.run_dir / "report.html").read_text()
 
     lenient = tmp_path / "lenient.yaml"
@@ -81,6 +88,21 @@ def test_the_run_directory_and_the_exit_status(spark, traffic, tmp_path):
         v: s["baseline"] and models.load(traffic["model_store"])[v].baseline for v, s in summary["versions"].items()
     }
     assert not alerts.critical_active(alerts.evaluate(table, alerts.load(lenient), baselines))  # exit status 0
+
+
+def batch_output(directory, keys: list) -> object:
+    """A batch job's output as batch.job writes it: predictions.parquet with the key column, and summary.json."""
+    import pandas as pd
+
+    directory.mkdir(parents=True)
+    rows = [{"id": str(k), "positive_review_probability": 0.8, "positive_review_logits": 1.386, "label": "positive",
+             "unknown_token_fraction": 0.0, "out_of_vocabulary": False, "model_version": "1.0", "error": None,
+             "error_message": None} for k in keys]  # fmt: skip
+    (directory / "predictions.parquet").mkdir()
+    frame = pd.DataFrame(rows).astype({"error": "string", "error_message": "string"})  # as batch.scoring types them
+    frame.to_parquet(directory / "predictions.parquet" / "part-0.parquet")
+    (directory / "summary.json").write_text("{}")
+    return directory
 
 
 def test_late_labels_recompute_only_their_windows(spark, traffic, tmp_path):
