@@ -169,6 +169,7 @@ def plots(
     out["reliability"] = _png(fig, plt)
 
     fig, ax = plt.subplots(figsize=(9, 4))
+    peak = 0.5
     for i, version in enumerate(versions):
         series = [
             r
@@ -178,11 +179,13 @@ def plots(
         x = [when[r["window_start"]] for r in series]
         for metric, style in (("score_psi", "-o"), ("score_ks", "-s"), ("token_length_psi", "-^"),
                               ("unknown_fraction_psi", "-v"), ("positive_rate_change", "-x")):  # fmt: skip
-            ax.plot(x, [abs(r[metric]) if r[metric] is not None else None for r in series], style, color=f"C{i}",
-                    ms=3, lw=0.8, label=f"{version} {metric}")  # fmt: skip
+            values = [abs(r[metric]) if r[metric] is not None else None for r in series]
+            peak = max([peak, *(v for v in values if v is not None)])
+            ax.plot(x, values, style, color=f"C{i}", ms=3, lw=0.8, label=f"{version} {metric}")
     ax.axhline(0.1, color="grey", lw=0.6, ls=":")
     ax.axhline(0.25, color="grey", lw=0.6, ls="--")
     ax.set_yscale("symlog", linthresh=0.1)  # PSI of a new register reaches 8; the 0.1 and 0.25 bands stay visible
+    ax.set_ylim(0, peak * 2)
     ax.set(ylabel="statistic (symlog)", title="Drift against the validation baseline")
     ax.legend(fontsize=6, ncol=2)
     fig.autofmt_xdate()
