@@ -54,6 +54,10 @@ java: # Spark 4 runs on Java 17 or later only; "1.8.0" reads as major version 1
 train: $(VENV)/.installed ## train on IMDB ([DATA_DIR=../shared/data]); writes model/artifacts, metrics.json, training_curve.png
 	$(PY) -m model.train
 
+.PHONY: baseline
+baseline: $(VENV)/.installed ## refit the validation split's calibration and drift baseline (make train writes them; needs the data) -> model/artifacts/{baseline,calibration}.json, committed
+	$(PY) -m model.baseline
+
 export: $(VENV)/.installed ## trace the trained model to TorchScript (model/artifacts/sentiment.pt)
 	$(PY) -m model.export
 
@@ -149,8 +153,31 @@ fleet-stop: ## stop the fleet started by `make fleet`
 bench: $(VENV)/.dev-installed java wrk ## benchmark (minutes): ceiling, TorchServe vs FastAPI peer, cold start -> bench/results/
 	$(PY) -m bench.run
 
+.PHONY: bench-capture
+bench-capture: $(VENV)/.dev-installed java wrk ## capture's cost: c=64 req/s with capture on vs off (make bench runs it too) -> bench/results/capture.json
+	$(PY) -m bench.capture_cost
+
 bench-frontier: $(VENV)/.dev-installed java wrk ## measure TorchServe's maxBatchDelay x workers x threads frontier -> bench/results/frontier.json
 	$(PY) -m bench.frontier
+
+.PHONY: evaluate
+FEEDBACK ?= feedback
+WINDOW ?= 1d
+EVALUATE_ARGS ?=
+evaluate: $(VENV)/.dev-installed java ## evaluate captures/ against labels: [FEEDBACK=feedback/] [WINDOW=1d] -> evaluation-runs/latest; exit 3: a critical alert
+	$(PY) -m evaluation run --captures captures --feedback $(FEEDBACK) --window $(WINDOW) $(EVALUATE_ARGS)
+
+.PHONY: evaluation-demo
+evaluation-demo: $(VENV)/.dev-installed java $(MAR) ## the pattern end to end (minutes): traffic shifts, drift, alert, gated retrain, recovery -> evaluation-demo/
+	$(PY) -m evaluation.demo --out evaluation-demo
+
+.PHONY: retrain rollback
+RETRAIN_ARGS ?=
+retrain: $(VENV)/.dev-installed ## train a candidate on labeled captured traffic; promote it (make serve's server) only if it wins -> retrain-runs/<time>/decision.json
+	$(PY) -m evaluation retrain --captures captures --feedback $(FEEDBACK) --promote $(RETRAIN_ARGS)
+
+rollback: $(VENV)/.installed ## make the previous version the default again and unregister the current one
+	$(PY) -m serving.client rollback sentiment
 
 .PHONY: batch bench-batch
 INPUT ?=

@@ -13,18 +13,23 @@ from pathlib import Path
 
 from ts.metrics.metric_type_enum import MetricTypes
 
-from handler import settings
-from handler.codec import Request, decode, dumps, error_response, respond
+from handler import capture, settings
+from handler.codec import Request, decode, dumps, error_response, respond, sigmoid
 from handler.errors import ServingError, internal_error
 from model.infer import Score, limit_threads, load_scorer, score
 
 logger = logging.getLogger(__name__)
+HISTOGRAM = MetricTypes.HISTOGRAM
 JSON = "application/json"
 # Every metric the worker reports is a line it prints and the frontend parses: under load, per-batch lines cost
 # as much worker CPU as tokenizing. So the timings are sampled (at most one batch per interval per worker) and
 # TorchServe's own per-batch "Backend received inference at: <seconds>" line is dropped.
 TIMINGS_EVERY_S = 0.1
 PER_BATCH_LINE = "Backend received inference at: %d"
+# The live drift signals (histograms of the probability and of the unknown-token fraction) cost a printed line per
+# observation, so they too are a sample: at most SIGNALS_PER_SAMPLE instances per SIGNALS_EVERY_S per worker.
+SIGNALS_EVERY_S = 0.25
+SIGNALS_PER_SAMPLE = 8
 
 Decoded = Request | ServingError  # one request after preprocess
 Scored = list[Score] | ServingError  # its share of the batch after inference
@@ -36,6 +41,9 @@ class SentimentHandler:
         self.limits = None
         self.timings: dict[str, float] = {}  # seconds spent per stage by the last score() call
         self.next_timings = 0.0  # time.monotonic() from which the next batch reports its timings
+        self.capture: capture.CaptureWriter | None = None  # appends every answered instance (handler.capture)
+        self.capture_settings = settings.CaptureSettings()
+        self.next_signals = 0.0  # time.monotonic() from which the next batch feeds the live histograms
 
     def initialize(self, context) -> None:
         """Load everything once per worker, or fail now with a message that says how to fix it."""
@@ -47,6 +55,10 @@ class SentimentHandler:
             log_handler.addFilter(_not_per_batch_line)
         self.scorer = load_scorer(model_dir)  # the version comes from the archive's own MANIFEST.json
         self.predict(["warm-up"])  # the first forward pass pays one-off costs; not a client's request
+        self.capture_settings = handler_settings.capture
+        self.capture = capture.start(
+            handler_settings.capture, context.model_name, self.scorer.version, self.scorer.max_tokens
+        )
         logger.info(
             "sentiment model %s loaded from %s with %d torch thread(s)",
             self.scorer.version,
@@ -93,7 +105,39 @@ class SentimentHandler:
         return score(self.scorer, texts, self.timings)
 
     def postprocess(self, requests: list[Decoded], scores: list[Scored], context) -> list[bytes]:
-        return [self._answer(idx, request, scores[idx], context) for idx, request in enumerate(requests)]
+        answers = [self._answer(idx, request, scores[idx], context) for idx, request in enumerate(requests)]
+        self._capture(requests, scores, context)
+        return answers
+
+    def _capture(self, requests: list[Decoded], scores: list[Scored], context) -> None:
+        """Hand the batch to the capture writer and feed the live histograms; never fails or holds the batch."""
+        try:
+            batch = capture.items(requests, scores, _ids(context, len(requests)), self.capture_settings)
+            if self.capture is not None:
+                self.capture.submit(batch)
+            metrics = getattr(context, "metrics", None)
+            if metrics is not None:
+                self._signals(batch, metrics)
+        except Exception as err:  # noqa: BLE001 - a capture bug costs the records, never the answers
+            if self.capture is not None:
+                self.capture.lost += len(requests)
+                self.capture.log_failure(where(err))
+            else:
+                logger.warning("live signals failed: %s", where(err))
+
+    def _signals(self, batch: list[capture.Item], metrics) -> None:
+        if self.capture is not None:
+            lost, dropped = self.capture.unreported()
+            for name, count in (("CaptureErrors", lost), ("CaptureDropped", dropped)):
+                if count:
+                    metrics.add_counter(name, count, None, [])
+        if time.monotonic() < self.next_signals:
+            return
+        self.next_signals = time.monotonic() + SIGNALS_EVERY_S
+        for item in capture.sample(batch, SIGNALS_PER_SAMPLE):
+            fraction = item.unknown_tokens / item.tokens if item.tokens else 1.0
+            metrics.add_metric("positive_review_probability", sigmoid(item.logit), "ratio", None, [], HISTOGRAM)
+            metrics.add_metric("unknown_token_fraction", fraction, "ratio", None, [], HISTOGRAM)
 
     def _predict_alone(self, idx: int, texts: list[str], context) -> Scored:
         try:

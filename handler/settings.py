@@ -25,18 +25,37 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class CaptureSettings:
+    """`handler.capture`: every answered instance appended to files for Continued Model Evaluation (handler.capture).
+
+    Every field has a default, so an archive whose model-config.yaml has no `capture:` section captures as below."""
+
+    enabled: bool = True  # the evaluation job joins these records with ground truth by key; off: nothing is written
+    directory: str = "captures"  # relative: to the TorchServe frontend's working directory (where it was started)
+    capture_text: bool = False  # review text is user data: never written unless asked for (retraining needs it)
+    text_sample_rate: float = 1.0  # with capture_text: the share of instances whose text is kept
+    retention_hours: int = 720  # hour partitions older than this are deleted: captured data does not pile up forever
+    queue_batches: int = 1000  # batches waiting for the writer thread; beyond that they are dropped and counted, so
+    # a stalled disk never holds a prediction back
+    error_log_every_s: float = 60.0  # a failing capture logs at most once per interval (it is counted every time)
+
+
+@dataclass(frozen=True)
 class HandlerSettings:
     limits: Limits
     torch_threads: int  # per worker: TorchServe sets none, and workers would fight over the cores
+    capture: CaptureSettings = CaptureSettings()  # what the handler records for evaluation, and where
 
 
 LIMIT_NAMES = tuple(f.name for f in fields(Limits))
 NAMES = (*LIMIT_NAMES, "torch_threads")
+CAPTURE_NAMES = tuple(f.name for f in fields(CaptureSettings))
 
 
 def parse(model_yaml_config: dict | None) -> HandlerSettings:
     """Settings from a parsed model-config.yaml; any missing, unknown or non-positive setting fails now."""
-    section = (model_yaml_config or {}).get("handler") or {}
+    section = dict((model_yaml_config or {}).get("handler") or {})
+    capture = parse_capture(section.pop("capture", None))
     unknown = sorted(set(section) - set(NAMES))
     missing = [name for name in NAMES if name not in section]
     if unknown or missing:
@@ -45,7 +64,27 @@ def parse(model_yaml_config: dict | None) -> HandlerSettings:
     if min(values.values()) < 1:
         raise ValueError(f"{MODEL_CONFIG} handler: torch_threads and every limit must be >= 1")
     limits = Limits(**{name: values[name] for name in LIMIT_NAMES})
-    return HandlerSettings(limits, values["torch_threads"])
+    return HandlerSettings(limits, values["torch_threads"], capture)
+
+
+def parse_capture(section: dict | None) -> CaptureSettings:
+    """`handler.capture` (absent: the defaults); an unknown name or an impossible value fails now."""
+    section = section or {}
+    unknown = sorted(set(section) - set(CAPTURE_NAMES))
+    if unknown:
+        raise ValueError(f"{MODEL_CONFIG} handler.capture: unknown settings {unknown}")
+    defaults = CaptureSettings()
+    values = {name: type(getattr(defaults, name))(section.get(name, getattr(defaults, name))) for name in CAPTURE_NAMES}
+    for name in ("enabled", "capture_text"):
+        if not isinstance(section.get(name, False), bool):
+            raise ValueError(f"{MODEL_CONFIG} handler.capture.{name} must be true or false")
+    if not 0.0 <= values["text_sample_rate"] <= 1.0:
+        raise ValueError(f"{MODEL_CONFIG} handler.capture.text_sample_rate must be within [0, 1]")
+    if min(values["retention_hours"], values["queue_batches"]) < 1 or values["error_log_every_s"] <= 0:
+        raise ValueError(f"{MODEL_CONFIG} handler.capture: retention_hours, queue_batches, error_log_every_s > 0")
+    if not values["directory"]:
+        raise ValueError(f"{MODEL_CONFIG} handler.capture.directory must not be empty")
+    return CaptureSettings(**values)
 
 
 def read(path: Path = SHIPPED_MODEL_CONFIG) -> HandlerSettings:

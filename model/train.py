@@ -14,10 +14,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from model import baseline
 from model.config import ModelConfig
 from model.data import DATA_DIR, IMDB_TRAIN, SST2_DEV, book_split, read_jsonl, read_sst2
 from model.net import SentimentNet
-from model.text import build_tokenizer, pack, save_tokenizer, token_ids
+from model.text import UNK, build_tokenizer, pack, save_tokenizer, token_ids
 
 logger = logging.getLogger(__name__)
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -36,10 +37,12 @@ def evaluate(net: SentimentNet, ids: list[list[int]], labels: list[int], batch_s
     return total_loss / len(ids), correct / len(ids)
 
 
-def train(cfg: ModelConfig, data_dir: Path, out: Path) -> dict:
+def train(cfg: ModelConfig, data_dir: Path, out: Path, extra_rows: list[dict] | None = None) -> dict:
+    """Train on IMDB's training split, plus `extra_rows` ({"text", "label"}: labeled traffic, for a retrain)."""
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     train_rows, val_rows = book_split(read_jsonl(data_dir / IMDB_TRAIN), cfg.val_every)
+    train_rows += extra_rows or []
     logger.info("IMDB: %d training, %d validation reviews", len(train_rows), len(val_rows))
 
     tokenizer = build_tokenizer((r["text"] for r in train_rows), cfg.vocab_size, cfg.min_frequency, cfg.max_tokens)
@@ -95,7 +98,17 @@ def train(cfg: ModelConfig, data_dir: Path, out: Path) -> dict:
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     plot_curve(history, out / "training_curve.png")
+    write_baseline(net, tokenizer, val_ids, val_labels, out)
     return metrics
+
+
+def write_baseline(net: SentimentNet, tokenizer, val_ids: list[list[int]], val_labels: list[int], out: Path) -> None:
+    """The calibration and drift baseline of the validation split, shipped in the archive for evaluation/."""
+    net.eval()
+    with torch.no_grad():
+        logits = [x for s in range(0, len(val_ids), 512) for x in net(*pack(val_ids[s : s + 512])).tolist()]
+    unk = tokenizer.convert_tokens_to_ids(UNK)
+    baseline.save(out, logits, [len(ids) for ids in val_ids], [ids.count(unk) for ids in val_ids], val_labels)
 
 
 def plot_curve(history: list[dict], path: Path) -> None:

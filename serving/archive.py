@@ -25,16 +25,18 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from model.baseline import BASELINE_FILE
 from model.bigram_net import ARTIFACTS as BIGRAM_ARTIFACTS
 from model.bigram_net import TORCHSCRIPT_FILE as BIGRAM_FILE
 from model.bigram_net import file_sha256
 from model.infer import CONFIG_FILE, TOKENIZER_DIR, TORCHSCRIPT_FILE
+from model.platt import CALIBRATION_FILE
 
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "model" / "artifacts"
 MODEL_MODULES = ("__init__.py", "config.py", "text.py", "infer.py")  # what the handler imports from model/
-HANDLER_MODULES = ("__init__.py", "codec.py", "errors.py", "settings.py", "sentiment_handler.py")
+HANDLER_MODULES = ("__init__.py", "codec.py", "errors.py", "settings.py", "capture.py", "sentiment_handler.py")
 DEFAULT_VERSION = "1.0"  # the version of sentiment.mar; the Makefile's BASE_VERSION says the same
 TOKENIZER = ARTIFACTS / TOKENIZER_DIR  # the one tokenizer, trained with the sentiment model
 
@@ -104,6 +106,11 @@ def build(
                 shutil.copy2(ROOT / package / module, extra / package / module)
         shutil.copy2(artifacts / CONFIG_FILE, extra / CONFIG_FILE)
         shutil.copytree(TOKENIZER, extra / TOKENIZER_DIR)
+        for evaluation_file in (BASELINE_FILE, CALIBRATION_FILE):  # what evaluation/ compares this version with
+            if (artifacts / evaluation_file).exists():
+                shutil.copy2(artifacts / evaluation_file, extra / evaluation_file)
+            else:
+                logger.warning("%s has no %s: `make baseline` writes it", artifacts, evaluation_file)
         if served.model_config:
             text = model_config_with(Path(config_file).read_text(), served.model_config)
             config_file = Path(tmp) / "model-config.yaml"

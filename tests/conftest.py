@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MAR = ROOT / "model_store" / "sentiment.mar"
 BIGRAM_MAR = ROOT / "model_store" / "sentiment-bigram.mar"  # the phase-2 model (make archive-bigram)
 EDGE_BUNDLE = ROOT / "dist" / "edge"  # the device bundle (make edge)
-TIERS = ("unit", "integration", "batch")  # tests/<tier>/: no server; a real TorchServe; a real Spark
+# tests/<tier>/: no server; a real TorchServe; a real Spark (batch, then the evaluation job)
+TIERS = ("unit", "integration", "batch", "evaluation")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

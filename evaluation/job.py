@@ -1,0 +1,390 @@
+"""The evaluation on Spark: read captures, batch outputs and labels; join by key; aggregate per window x version.
+
+The same rules as evaluation.reference, as DataFrame operations. Only aggregates reach the driver: counts per
+window x version x bin, and one AUC per window x version (computed from per-score counts with a window function
+on the executors), so the driver's memory does not grow with the input.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
+
+from evaluation import feedback
+from evaluation.metrics import EPS, Stats
+from evaluation.reference import Model, new_stats
+from model.baseline import ECE_BINS, SCORE_BINS
+
+logger = logging.getLogger(__name__)
+CORRUPT = "_corrupt_record"
+CAPTURE_SCHEMA = StructType(
+    [
+        StructField("prediction_id", StringType()),
+        StructField("key", StringType()),  # a number is read as its JSON text: the join compares keys as text
+        StructField("model_version", StringType()),
+        StructField("time", StringType()),
+        StructField("positive_review_probability", DoubleType()),
+        StructField("positive_review_logits", DoubleType()),
+        StructField("tokens", LongType()),
+        StructField("unknown_token_fraction", DoubleType()),
+        StructField("error", StringType()),
+        StructField(CORRUPT, StringType()),
+    ]
+)
+LABEL_SCHEMA = StructType(
+    [
+        StructField("key", StringType()),
+        StructField("label", StringType()),
+        StructField("labeled_at", StringType()),
+        StructField(CORRUPT, StringType()),
+    ]
+)
+PREDICTION_COLUMNS = (
+    "prediction_id",
+    "key",
+    "model_version",
+    "t",
+    "positive_review_probability",
+    "positive_review_logits",
+    "tokens",
+    "unknown_token_fraction",
+    "error",
+)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    captures: Path | None  # the handler's capture directory
+    feedback: Path | None  # label files
+    batch_outputs: tuple[Path, ...] = ()  # batch job output directories (predictions.parquet inside)
+    batch_key: str = "id"  # the key column of the batch outputs
+
+
+@dataclass
+class Aggregates:
+    stats: dict[tuple[int, str], Stats]
+    counts: dict
+
+
+def captures(spark: SparkSession, directory: Path) -> tuple[DataFrame, Column]:
+    """Capture records as prediction rows, and a column that is 1 for a torn line (to be summed)."""
+    frame = (
+        spark.read.schema(CAPTURE_SCHEMA)
+        .option("mode", "PERMISSIVE")
+        .option("columnNameOfCorruptRecord", CORRUPT)
+        .option("recursiveFileLookup", "true")  # model=/version=/hour= are for people and retention, not columns
+        .option("pathGlobFilter", "*.jsonl")
+        .json(str(directory))
+    )
+    frame = frame.withColumn("t", F.to_timestamp("time").cast("double"))
+    return frame, F.when(F.col(CORRUPT).isNotNull(), 1).otherwise(0)
+
+
+def batch_outputs(spark: SparkSession, directories: Iterable[Path], key: str) -> DataFrame | None:
+    """Batch job outputs as prediction rows: the time of each is its run's (summary.json's modification time)."""
+    frames = []
+    for directory in directories:
+        when = (Path(directory) / "summary.json").stat().st_mtime
+        frame = spark.read.parquet(str(Path(directory) / "predictions.parquet"))
+        frames.append(
+            frame.select(
+                F.concat(F.lit(f"batch:{Path(directory).name}:"), F.col(key).cast("string")).alias("prediction_id"),
+                F.col(key).cast("string").alias("key"),
+                "model_version",
+                F.lit(when).alias("t"),
+                "positive_review_probability",
+                "positive_review_logits",
+                F.lit(None).cast("long").alias("tokens"),  # the batch output has no token count
+                "unknown_token_fraction",
+                "error",
+            )
+        )
+    if not frames:
+        return None
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame)
+    return out
+
+
+def labels(spark: SparkSession, directory: Path | None) -> DataFrame | None:
+    """Every label row: key (text), label (0/1 or null), order time (labeled_at, else the file's time), file, row,
+    and `bad`: why the row cannot be used (null when it can)."""
+    paths = feedback.files(directory) if directory is not None else []
+    if not paths:
+        return None
+    # a map literal, not a DataFrame built from Python rows: that would start Python workers for nothing
+    file_times = F.create_map(*[F.lit(x) for p in paths for x in (p.resolve().as_uri(), p.stat().st_mtime)])
+    frames = []
+    for fmt in ("jsonl", "csv", "parquet"):
+        chosen = [str(p) for p in paths if feedback.format_of(p) == fmt]
+        if not chosen:
+            continue
+        if fmt == "jsonl":
+            frame = spark.read.schema(LABEL_SCHEMA).option("columnNameOfCorruptRecord", CORRUPT).json(chosen)
+            frame = frame.withColumn("broken", F.col(CORRUPT).isNotNull())
+        elif fmt == "csv":
+            frame = spark.read.option("header", "true").csv(chosen)
+            frame = frame.withColumn("broken", F.lit(False))
+        else:
+            frame = spark.read.parquet(*chosen).withColumn("broken", F.lit(False))
+        for name in ("key", "label", "labeled_at"):
+            if name not in frame.columns:
+                frame = frame.withColumn(name, F.lit(None).cast("string"))
+        frames.append(
+            frame.select(
+                F.col("key").cast("string").alias("key"),
+                F.col("label").cast("string").alias("label_text"),
+                F.col("labeled_at").cast("string").alias("labeled_at"),
+                "broken",
+                F.input_file_name().alias("file"),
+                F.monotonically_increasing_id().alias("row"),
+            )
+        )
+    frame = frames[0]
+    for other in frames[1:]:
+        frame = frame.unionByName(other)
+    frame = frame.withColumn("file_time", file_times[F.col("file")])
+    text = F.lower(F.trim(F.col("label_text")))
+    number = F.col("label_text").try_cast("double")
+    label = (
+        F.when(text.isin(*feedback.POSITIVE), 1)
+        .when(text.isin(*feedback.NEGATIVE), 0)
+        .when(number == 1.0, 1)
+        .when(number == 0.0, 0)
+    )
+    given = F.col("labeled_at").isNotNull() & (F.trim("labeled_at") != "")
+    at = F.coalesce(F.col("labeled_at").try_cast("double"), F.try_to_timestamp(F.col("labeled_at")).cast("double"))
+    key = F.when(F.trim("key") != "", F.col("key"))
+    bad = (
+        F.when(F.col("broken"), "unreadable row")
+        .when(given & at.isNull(), "unreadable labeled_at")
+        .when(key.isNull(), "missing key")
+        .when(label.isNull(), "unreadable label")
+    )
+    return frame.select(
+        key.alias("key"),
+        label.alias("label"),
+        F.coalesce(at, F.col("file_time")).alias("order_time"),
+        "file",
+        "row",
+        bad.alias("bad"),
+    )
+
+
+def latest_labels(rows: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """(key -> its latest label, with how many labels the key had; one row of label counts).
+
+    One hash aggregation per key (the latest is the max of a struct ordered as the rule says), not a window
+    function: partial aggregation before the shuffle, no sort of every row."""
+    good = rows.where(F.col("bad").isNull())
+    per_key = good.groupBy("key").agg(
+        F.max(F.struct("order_time", "file", "row", "label")).alias("latest"),
+        F.count("*").alias("n"),
+        F.min("label").alias("low"),
+        F.max("label").alias("high"),
+    )
+    latest = per_key.select("key", F.col("latest.label").alias("label"))
+    counts = per_key.withColumn("distinct", F.when(F.col("low") != F.col("high"), 2).otherwise(1)).agg(
+        F.count("*").alias("labeled_keys"),
+        F.sum(F.when(F.col("n") > 1, 1).otherwise(0)).alias("duplicate_label_keys"),
+        F.sum(F.when(F.col("distinct") > 1, 1).otherwise(0)).alias("conflicting_label_keys"),
+    )
+    return latest, counts
+
+
+def _case(version: Column, by_version: dict[str, Column], default: Column) -> Column:
+    out = None
+    for v, expr in by_version.items():
+        out = F.when(version == v, expr) if out is None else out.when(version == v, expr)
+    return default if out is None else out.otherwise(default)
+
+
+def _bin(x: Column, edges: list[float]) -> Column:
+    """How many edges are <= x: model.baseline.bin_of as a column."""
+    return sum((F.when(x >= F.lit(float(e)), 1).otherwise(0) for e in edges), F.lit(0))
+
+
+def _expected_correct(models: dict[str, Model]) -> Column:
+    logit, version = F.col("positive_review_logits"), F.col("model_version")
+    by_version = {
+        v: F.lit(1.0) / (F.lit(1.0) + F.exp(-(F.lit(m.calibration.slope) * logit + F.lit(m.calibration.intercept))))
+        for v, m in models.items()
+        if m.calibration is not None
+    }
+    p = _case(version, by_version, F.col("positive_review_probability"))
+    return F.when(logit >= 0, p).otherwise(F.lit(1.0) - p)
+
+
+def aggregate(spark: SparkSession, inputs: Inputs, window_s: int, models: dict[str, Model]) -> Aggregates:
+    spark.conf.set("spark.sql.session.timeZone", "UTC")  # label times without a zone are UTC, as in the reference
+    frames, torn = [], F.lit(0)
+    if inputs.captures is not None and Path(inputs.captures).exists():
+        frame, torn = captures(spark, inputs.captures)
+        frames.append(frame.withColumn("torn", torn))
+    batch = batch_outputs(spark, inputs.batch_outputs, inputs.batch_key)
+    if batch is not None:
+        frames.append(batch.withColumn("torn", F.lit(0)))
+    if not frames:
+        return Aggregates({}, {"predictions": 0, "torn_lines": 0})
+    predictions = frames[0].select(*PREDICTION_COLUMNS, "torn")
+    for frame in frames[1:]:
+        predictions = predictions.unionByName(frame.select(*PREDICTION_COLUMNS, "torn"))
+    predictions = predictions.withColumn("window", (F.floor(F.col("t") / window_s) * window_s).cast("long"))
+    predictions = predictions.persist()
+    try:
+        return _aggregate(spark, predictions, inputs, window_s, models)
+    finally:
+        predictions.unpersist()
+
+
+def _aggregate(
+    spark: SparkSession, predictions: DataFrame, inputs: Inputs, window_s: int, models: dict[str, Model]
+) -> Aggregates:
+    """Seven Spark jobs over the cached predictions, each returning a handful of rows per window x version."""
+    group = ["window", "model_version"]
+    answered_row = (F.col("torn") == 0) & F.col("error").isNull()
+    keyed_row = answered_row & F.col("key").isNotNull() & (F.trim("key") != "")
+    version = F.col("model_version")
+    p = F.col("positive_review_probability")
+    stats: dict[tuple[int, str], Stats] = {}
+
+    def at(row) -> Stats:
+        return stats.setdefault((int(row["window"]), row["model_version"]), new_stats(models.get(row["model_version"])))
+
+    def count(condition: Column) -> Column:
+        return F.sum(F.when(condition, 1).otherwise(0))
+
+    # torn lines have no window or version: they form a group of their own, counted and skipped
+    traffic = predictions.groupBy(*group).agg(
+        count(F.col("torn") == 0).alias("predictions"),
+        count(F.col("torn") == 1).alias("torn"),
+        count((F.col("torn") == 0) & F.col("error").isNotNull()).alias("errors"),
+        count(answered_row & (F.col("positive_review_logits") >= 0)).alias("pos"),
+        count(keyed_row).alias("keyed_answered"),
+        F.sum(F.when(answered_row, _expected_correct(models))).alias("estimated"),
+    )
+    counts: dict = {"predictions": 0, "torn_lines": 0}
+    keyed_answered = 0
+    for row in traffic.collect():
+        counts["torn_lines"] += row["torn"]
+        counts["predictions"] += row["predictions"]
+        keyed_answered += row["keyed_answered"]
+        if row["predictions"]:
+            s = at(row)
+            s.predictions, s.errors = row["predictions"], row["errors"]
+            s.predicted_positive, s.estimated_correct_sum = row["pos"], row["estimated"] or 0.0
+
+    answered = predictions.where(answered_row)
+    with_baseline = {v: m.baseline for v, m in models.items() if m.baseline is not None}
+    fine = F.least(F.floor(p * SCORE_BINS), F.lit(SCORE_BINS - 1))
+    kinds = [F.struct(F.lit("fine").alias("kind"), fine.alias("bin"))]
+    for kind, column, edges in (
+        ("score", p, "score_edges"),
+        ("token", F.col("tokens").cast("double"), "token_edges"),
+        ("unknown", F.col("unknown_token_fraction"), "unknown_edges"),
+    ):
+        binned = _case(version, {v: _bin(column, b[edges]) for v, b in with_baseline.items()}, F.lit(None))
+        kinds.append(F.struct(F.lit(kind).alias("kind"), F.when(column.isNotNull(), binned).alias("bin")))
+    bins = (
+        answered.select(*group, F.explode(F.array(*kinds)).alias("b"))
+        .where(F.col("b.bin").isNotNull())
+        .groupBy(*group, F.col("b.kind").alias("kind"), F.col("b.bin").alias("bin"))
+        .count()
+    )
+    field_of = {"fine": "score_fine", "score": "score_bins", "token": "token_bins", "unknown": "unknown_bins"}
+    for row in bins.collect():
+        getattr(at(row), field_of[row["kind"]])[int(row["bin"])] += row["count"]
+
+    kept = ("t", "prediction_id", "window", "positive_review_probability", "positive_review_logits")
+    latest = (
+        predictions.where(keyed_row)
+        .groupBy("key", "model_version")
+        .agg(F.max(F.struct(*kept)).alias("latest"))  # the latest prediction (then the highest id) of each
+        .select("key", "model_version", *(F.col(f"latest.{c}").alias(c) for c in kept))
+    )
+    label_rows = labels(spark, inputs.feedback)
+    counts.update(label_rows=0, bad_label_rows={}, labeled_keys=0, duplicate_label_keys=0)
+    counts.update(conflicting_label_keys=0, unmatched_label_keys=0)
+    if label_rows is None:
+        joined = latest.withColumn("label", F.lit(None).cast("int"))
+        counts["retries"] = keyed_answered - _joined(joined, group, models, at)
+        return Aggregates(stats, counts)
+    label_rows = label_rows.persist()
+    try:
+        latest_label, label_counts = latest_labels(label_rows)
+        joined = latest.join(latest_label, "key", "left").persist()
+        counts["retries"] = keyed_answered - _joined(joined, group, models, at)
+        for row in label_rows.groupBy("bad").count().collect():  # bad null: the usable rows
+            counts["label_rows"] += row["count"]
+            if row["bad"] is not None:
+                counts["bad_label_rows"][row["bad"]] = row["count"]
+        row = label_counts.first()
+        for name in ("labeled_keys", "duplicate_label_keys", "conflicting_label_keys"):
+            counts[name] = row[name] or 0
+        matched = joined.where(F.col("label").isNotNull()).select("key")
+        counts["unmatched_label_keys"] = latest_label.join(matched, "key", "left_anti").count()
+        joined.unpersist()
+    finally:
+        label_rows.unpersist()
+    return Aggregates(stats, counts)
+
+
+def _joined(joined: DataFrame, group: list[str], models: dict[str, Model], at) -> int:
+    """The quality sums and calibration bins (one job), and the exact AUC (another), of the joined predictions per
+    window x version; returns how many deduplicated keyed predictions there were."""
+    p = F.col("positive_review_probability")
+    y = F.col("label")
+    predicted = F.col("positive_review_logits") >= 0
+    clipped = F.least(F.greatest(p, F.lit(EPS)), F.lit(1 - EPS))
+
+    def count(condition: Column) -> Column:
+        return F.sum(F.when(condition, 1).otherwise(0))
+
+    ece_bin = F.least(F.floor(p * ECE_BINS), F.lit(ECE_BINS - 1)).alias("bin")
+    quality = joined.groupBy(*group, ece_bin).agg(
+        F.count("*").alias("keyed"),
+        count(y.isNotNull()).alias("labeled"),
+        count(predicted & (y == 1)).alias("tp"),
+        count(predicted & (y == 0)).alias("fp"),
+        count(~predicted & (y == 0)).alias("tn"),
+        count(~predicted & (y == 1)).alias("fn"),
+        F.sum(F.when(y == 1, -F.log(clipped)).when(y == 0, -F.log(F.lit(1.0) - clipped))).alias("log_loss"),
+        F.sum(F.when(y.isNotNull(), (p - y) * (p - y))).alias("brier"),
+        F.sum(F.when(y.isNotNull(), _expected_correct(models))).alias("estimated"),
+        F.sum(F.when(y.isNotNull(), p)).alias("p"),
+        F.sum(y).alias("y"),
+    )
+    keyed = 0
+    for row in quality.collect():
+        s, b = at(row), int(row["bin"])
+        keyed += row["keyed"]
+        s.keyed += row["keyed"]
+        s.labeled += row["labeled"]
+        s.tp, s.fp, s.tn, s.fn = s.tp + row["tp"], s.fp + row["fp"], s.tn + row["tn"], s.fn + row["fn"]
+        s.log_loss_sum += row["log_loss"] or 0.0
+        s.brier_sum += row["brier"] or 0.0
+        s.estimated_labeled_sum += row["estimated"] or 0.0
+        s.ece_count[b], s.ece_prob_sum[b], s.ece_label_sum[b] = row["labeled"], row["p"] or 0.0, row["y"] or 0
+    labeled = joined.where(y.isNotNull())
+    per_score = labeled.groupBy(*group, p.alias("p")).agg(count(y == 1).alias("pos"), count(y == 0).alias("neg"))
+    below = Window.partitionBy(*group).orderBy("p").rowsBetween(Window.unboundedPreceding, -1)
+    auc = (
+        per_score.withColumn("below", F.coalesce(F.sum("neg").over(below), F.lit(0)))
+        .groupBy(*group)
+        .agg(
+            F.sum(F.col("pos") * (F.col("below") + F.lit(0.5) * F.col("neg"))).alias("u"),
+            F.sum("pos").alias("pos"),
+            F.sum("neg").alias("neg"),
+        )
+    )
+    for row in auc.collect():
+        if row["pos"] and row["neg"]:
+            at(row).auc = row["u"] / (row["pos"] * row["neg"])
+    return keyed

@@ -1,0 +1,46 @@
+"""What the evaluation knows of each model version: the baseline and calibration its archive ships.
+
+Archives are found in the model store by their own MANIFEST (any file name); a version without an archive, or an
+archive without baseline.json, is evaluated without drift and without the calibrated estimate (said in the report).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zipfile
+from pathlib import Path
+
+from evaluation.reference import Model
+from model.baseline import BASELINE_FILE
+from model.platt import CALIBRATION_FILE, Calibration
+
+logger = logging.getLogger(__name__)
+MANIFEST = "MAR-INF/MANIFEST.json"
+
+
+def archives(model_store: Path, name: str = "sentiment") -> dict[str, Path]:
+    """version -> archive of model `name` in `model_store`."""
+    out = {}
+    for path in sorted(Path(model_store).glob("*.mar")):
+        try:
+            with zipfile.ZipFile(path) as z:
+                manifest = json.loads(z.read(MANIFEST))["model"]
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+            logger.warning("%s is not a readable model archive; skipped", path)
+            continue
+        if manifest.get("modelName") == name:
+            out[manifest["modelVersion"]] = path
+    return out
+
+
+def read(archive: Path) -> Model:
+    with zipfile.ZipFile(archive) as z:
+        names = set(z.namelist())
+        baseline = json.loads(z.read(BASELINE_FILE)) if BASELINE_FILE in names else None
+        calibration = Calibration(**json.loads(z.read(CALIBRATION_FILE))) if CALIBRATION_FILE in names else None
+    return Model(baseline, calibration)
+
+
+def load(model_store: Path, name: str = "sentiment") -> dict[str, Model]:
+    return {version: read(path) for version, path in archives(model_store, name).items()}

@@ -1,0 +1,174 @@
+"""The whole evaluation in plain Python, for small inputs: the specification the Spark job is tested against.
+
+Predictions are capture records (evaluation.captures) or batch-job rows in the same shape; labels are rows with
+`key`, `label`, `labeled_at`, and where they came from (`file`, `file_time`, `row`). The join rules:
+  - error records count in the error rate of their window, and are never joined;
+  - a prediction without a key counts in the traffic (drift, estimated accuracy) but cannot be joined;
+  - a key predicted several times by one version (client retries) counts once in that version's quality
+    metrics: its latest prediction (then the highest prediction id) is the one joined; the others are `retries`;
+  - a key predicted by several versions is joined once per version: each version is judged on it;
+  - a joined prediction counts in the window of its own time, whenever its label arrived: a late label changes
+    that window when the job runs again, and nothing else;
+  - labels: see evaluation.feedback (latest wins; duplicates, conflicts and unmatched keys are counted).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+from evaluation.feedback import key_text, parse_label, parse_time
+from evaluation.metrics import Stats, auc_from_value_counts, log_loss_term
+from model.baseline import ECE_BINS, SCORE_BINS, bin_of, fine_bin
+from model.platt import Calibration
+
+
+@dataclass(frozen=True)
+class Model:
+    """What the evaluation knows of one version: its archive's baseline and calibration (None: not shipped)."""
+
+    baseline: dict | None
+    calibration: Calibration | None
+
+
+@dataclass
+class Labels:
+    latest: dict[str, int] = field(default_factory=dict)
+    rows: int = 0
+    bad: Counter = field(default_factory=Counter)  # reason -> rows
+    duplicate_keys: int = 0  # keys labeled more than once
+    conflicting_keys: int = 0  # ... with different labels
+
+
+def window_of(seconds: float, window_s: int) -> int:
+    return int(math.floor(seconds / window_s) * window_s)
+
+
+def labels_of(rows: list[dict]) -> Labels:
+    out = Labels(rows=len(rows))
+    seen: dict[str, list[tuple[tuple, int]]] = {}
+    for row in rows:
+        key = key_text(row.get("key"))
+        label = parse_label(row.get("label"))
+        try:
+            when = parse_time(row.get("labeled_at"))
+        except (ValueError, TypeError, OverflowError):
+            out.bad["unreadable labeled_at"] += 1
+            continue
+        if key is None:
+            out.bad["missing key"] += 1
+            continue
+        if label is None:
+            out.bad["unreadable label"] += 1
+            continue
+        order = (when if when is not None else row["file_time"], row["file"], row["row"])
+        seen.setdefault(key, []).append((order, label))
+    for key, labels in seen.items():
+        out.latest[key] = max(labels)[1]
+        if len(labels) > 1:
+            out.duplicate_keys += 1
+            out.conflicting_keys += len({lab for _, lab in labels}) > 1
+    return out
+
+
+def evaluate(
+    predictions: list[dict], label_rows: list[dict], window_s: int, models: dict[str, Model]
+) -> tuple[dict[tuple[int, str], Stats], dict]:
+    """Stats per (window start, version), and the run's counts (report.json's `inputs`)."""
+    labels = labels_of(label_rows)
+    stats: dict[tuple[int, str], Stats] = {}
+    latest: dict[tuple[str, str], dict] = {}
+    keyed_answered = 0
+    for record in predictions:
+        version = record["model_version"]
+        when = parse_time(record["time"])
+        s = stats.setdefault((window_of(when, window_s), version), new_stats(models.get(version)))
+        s.predictions += 1
+        if record.get("error") is not None:
+            s.errors += 1
+            continue
+        traffic(s, record, models.get(version))
+        key = key_text(record.get("key"))
+        if key is not None:
+            keyed_answered += 1
+            current = latest.get((key, version))
+            if current is None or (when, record["prediction_id"]) > (current["_t"], current["prediction_id"]):
+                latest[(key, version)] = {**record, "_t": when}
+    auc_rows: dict[tuple[int, str], Counter] = {}
+    matched: set[str] = set()
+    for (key, version), record in latest.items():
+        window = window_of(record["_t"], window_s)
+        s = stats[(window, version)]
+        s.keyed += 1
+        label = labels.latest.get(key)
+        if label is None:
+            continue
+        matched.add(key)
+        joined(s, record, label, models.get(version))
+        auc_rows.setdefault((window, version), Counter())[(record["positive_review_probability"], label)] += 1
+    for group, s in stats.items():
+        counts = auc_rows.get(group, Counter())
+        by_score: dict[float, list[int]] = {}
+        for (p, y), c in counts.items():
+            by_score.setdefault(p, [0, 0])[0 if y else 1] += c
+        s.auc = auc_from_value_counts([(p, pos, neg) for p, (pos, neg) in by_score.items()])
+    counts = {
+        "predictions": len(predictions),
+        "retries": keyed_answered - len(latest),
+        "label_rows": labels.rows,
+        "bad_label_rows": dict(labels.bad),
+        "labeled_keys": len(labels.latest),
+        "duplicate_label_keys": labels.duplicate_keys,
+        "conflicting_label_keys": labels.conflicting_keys,
+        "unmatched_label_keys": len(set(labels.latest) - matched),
+    }
+    return stats, counts
+
+
+def new_stats(model: Model | None) -> Stats:
+    s = Stats()
+    if model is not None and model.baseline is not None:
+        s.score_bins = [0] * (len(model.baseline["score_edges"]) + 1)
+        s.token_bins = [0] * (len(model.baseline["token_edges"]) + 1)
+        s.unknown_bins = [0] * (len(model.baseline["unknown_edges"]) + 1)
+    return s
+
+
+def expected_correct(record: dict, model: Model | None) -> float:
+    """The calibrated probability that the predicted label is right (the raw probability without a calibration)."""
+    logit = record["positive_review_logits"]
+    p = model.calibration.probability(logit) if model and model.calibration else record["positive_review_probability"]
+    return p if logit >= 0 else 1 - p
+
+
+def traffic(s: Stats, record: dict, model: Model | None) -> None:
+    """What every answered prediction adds: the positive rate, the estimate, the drift histograms."""
+    p = record["positive_review_probability"]
+    s.predicted_positive += record["positive_review_logits"] >= 0
+    s.estimated_correct_sum += expected_correct(record, model)
+    s.score_fine[fine_bin(p, SCORE_BINS)] += 1
+    if model is not None and model.baseline is not None:
+        b = model.baseline
+        s.score_bins[bin_of(b["score_edges"], p)] += 1
+        if record.get("tokens") is not None:  # batch outputs carry no token count
+            s.token_bins[bin_of(b["token_edges"], float(record["tokens"]))] += 1
+        s.unknown_bins[bin_of(b["unknown_edges"], record["unknown_token_fraction"])] += 1
+
+
+def joined(s: Stats, record: dict, label: int, model: Model | None) -> None:
+    """What a labeled prediction adds: the confusion matrix, log loss, Brier score and calibration bins."""
+    p = record["positive_review_probability"]
+    predicted = record["positive_review_logits"] >= 0
+    s.labeled += 1
+    s.tp += predicted and label == 1
+    s.fp += predicted and label == 0
+    s.tn += (not predicted) and label == 0
+    s.fn += (not predicted) and label == 1
+    s.log_loss_sum += log_loss_term(p, label)
+    s.brier_sum += (p - label) ** 2
+    s.estimated_labeled_sum += expected_correct(record, model)
+    b = fine_bin(p, ECE_BINS)
+    s.ece_count[b] += 1
+    s.ece_prob_sum[b] += p
+    s.ece_label_sum[b] += label
