@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# `make` run by a test as a user runs it: not as a sub-make of `make test`, whose MAKEFLAGS and MAKELEVEL would
+# add "Entering directory" lines to its output
+MAKE_ENV = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
 MAR = ROOT / "model_store" / "sentiment.mar"
 BIGRAM_MAR = ROOT / "model_store" / "sentiment-bigram.mar"  # the phase-2 model (make archive-bigram)
 EDGE_BUNDLE = ROOT / "dist" / "edge"  # the device bundle (make edge)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from model.data import read_jsonl
-from tests.conftest import ROOT
+from tests.conftest import MAKE_ENV, ROOT
 
 
 def data_dir(env: dict[str, str]) -> str:
@@ -25,7 +25,12 @@ def test_default_is_beside_the_repository_and_the_variable_overrides_it(tmp_path
 
 def test_make_passes_data_dir_on(tmp_path):
     out = subprocess.run(
-        ["make", "-s", "-n", "train", f"DATA_DIR={tmp_path}"], cwd=ROOT, capture_output=True, text=True, check=True
+        ["make", "-s", "-n", "train", f"DATA_DIR={tmp_path}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=MAKE_ENV,
     )
     assert "model.train" in out.stdout
     printed = subprocess.run(
@@ -34,6 +39,7 @@ def test_make_passes_data_dir_on(tmp_path):
         capture_output=True,
         text=True,
         check=True,
+        env=MAKE_ENV,
     )
     assert printed.stdout.strip() == str(tmp_path)
 

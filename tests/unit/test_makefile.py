@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import MAKE_ENV, ROOT
 
 MAKEFILE = (ROOT / "Makefile").read_text()
 
@@ -21,11 +21,23 @@ def test_every_phony_target_has_a_rule():
 
 def test_make_integration_runs_the_integration_tests_only():
     done = subprocess.run(
-        ["make", "-n", "-o", ".venv/.dev-installed", "-o", "java", "-o", "model_store/sentiment.mar", "integration"],
+        [
+            "make",
+            "-n",
+            "--no-print-directory",
+            "-o",
+            ".venv/.dev-installed",
+            "-o",
+            "java",
+            "-o",
+            "model_store/sentiment.mar",
+            "integration",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
+        env=MAKE_ENV,
     )
     assert done.stdout.strip().endswith("-m pytest tests/integration")
 
@@ -35,7 +47,7 @@ def _make_java(tmp_path, version_line: str) -> subprocess.CompletedProcess:
     fake = tmp_path / "java"
     fake.write_text(f"#!/bin/sh\necho '{version_line}' >&2\n")
     fake.chmod(0o755)
-    env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+    env = {**MAKE_ENV, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
     return subprocess.run(["make", "-s", "java"], cwd=ROOT, env=env, capture_output=True, text=True)
 
 

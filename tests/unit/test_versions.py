@@ -9,7 +9,7 @@ import pytest
 
 from serving.archive import DEFAULT_VERSION, archive_name
 from serving.client import Promotion, Removal, promoted_line, removed_line, rolled_back_line, version_key
-from tests.conftest import ROOT
+from tests.conftest import MAKE_ENV, ROOT
 
 
 def test_a_new_version_is_named_beside_the_served_archive():
@@ -19,7 +19,9 @@ def test_a_new_version_is_named_beside_the_served_archive():
 
 def _archive_prerequisite(*make_args: str) -> str:
     """The file `make archive` stands for, from make's database (-q: nothing is run)."""
-    out = subprocess.run(["make", "-pq", "archive", *make_args], cwd=ROOT, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["make", "-pq", "archive", *make_args], cwd=ROOT, capture_output=True, text=True, env=MAKE_ENV
+    ).stdout
     [line] = [line for line in out.splitlines() if line.startswith("archive:")]
     return line.split(":", 1)[1].strip()
 
@@ -32,6 +34,7 @@ def _dry_run(target: str, *make_args: str) -> list[str]:
         capture_output=True,
         text=True,
         check=True,
+        env=MAKE_ENV,
     )
     return done.stdout.splitlines()
 
