@@ -16,11 +16,19 @@ class Item:
         self.markers.append(name)
 
 
-def test_tiers_run_unit_then_integration_then_batch_and_are_marked():
-    # pytest collects folders alphabetically: batch, integration, unit
-    names = ["batch/test_a.py", "batch/test_b.py", "integration/test_a.py", "unit/test_a.py", "unit/test_b.py"]
+def test_tiers_run_unit_then_integration_then_the_spark_tiers_and_are_marked():
+    # pytest collects folders alphabetically: batch, evaluation, integration, unit
+    names = [
+        "batch/test_a.py",
+        "batch/test_b.py",
+        "evaluation/test_a.py",
+        "integration/test_a.py",
+        "unit/test_a.py",
+        "unit/test_b.py",
+    ]
     items = [Item(str(ROOT / "tests" / name)) for name in names]
     pytest_collection_modifyitems(items)
-    assert [i.fspath.split("/tests/")[1] for i in items] == [names[3], names[4], names[2], names[0], names[1]]
-    assert [i.markers for i in items] == [["unit"], ["unit"], ["integration"], ["batch"], ["batch"]]
-    assert TIERS == ("unit", "integration", "batch")
+    order = [names[4], names[5], names[3], names[0], names[1], names[2]]
+    assert [i.fspath.split("/tests/")[1] for i in items] == order
+    assert [i.markers for i in items] == [["unit"], ["unit"], ["integration"], ["batch"], ["batch"], ["evaluation"]]
+    assert TIERS == ("unit", "integration", "batch", "evaluation")
