@@ -134,8 +134,12 @@ def test_a_replica_killed_under_traffic_fails_no_request_and_comes_back(running)
         for process in [frontend, *frontend.children(recursive=True)]:  # the whole TorchServe, at once
             process.kill()
         deadline = time.monotonic() + 120
-        while not fleet._replica_alive(victim) or not any(r == victim.address for *_, r in traffic.answers[-50:]):
-            assert time.monotonic() < deadline, "the killed replica did not come back into rotation"
+        while server_pid(Path(victim.workdir)) == frontend.pid or not fleet._replica_alive(victim):
+            assert time.monotonic() < deadline, "the supervisor did not restart the killed replica"
+            time.sleep(0.5)
+        restarted = len(traffic.answers)  # from here on, an answer from its address is the new server's
+        while not any(replica == victim.address for *_, replica in traffic.answers[restarted:]):
+            assert time.monotonic() < deadline, "the restarted replica did not come back into rotation"
             time.sleep(0.5)
     traffic.check_every_key_answered_once()
     assert server_pid(Path(victim.workdir)) != frontend.pid
