@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pytest
 
+import serving.archive
 import serving.server
 from serving.archive import build
 from serving.client import ServingClient
 from serving.server import Instance
 from tests.conftest import ROOT
+
+PHASE2 = "sentiment-bigram"  # the phase-2 model of two-phase prediction
 
 
 def archive_with(out_dir: Path, model_config: str | None = None, handler_file: Path | None = None) -> Path:
@@ -31,14 +34,14 @@ def archive_with(out_dir: Path, model_config: str | None = None, handler_file: P
 
 
 def model_config_with(**settings) -> str:
-    """The shipped model-config.yaml with some top-level settings replaced (e.g. minWorkers=1)."""
-    lines = (ROOT / "model-config.yaml").read_text().splitlines()
-    out = [
-        f"{line.split(':')[0]}: {settings.pop(line.split(':')[0])}" if line.split(":")[0] in settings else line
-        for line in lines
-    ]
-    assert not settings, f"not in model-config.yaml: {sorted(settings)}"
-    return "\n".join(out) + "\n"
+    """The shipped model-config.yaml with some top-level settings replaced (e.g. minWorkers=1), as the archive
+    builder replaces them for sentiment-bigram."""
+    return serving.archive.model_config_with((ROOT / "model-config.yaml").read_text(), settings)
+
+
+def launch_phase2_only(workdir: Path, mar_path: Path, bigram_mar_path: Path) -> Instance:
+    """TorchServe serving only the phase-2 model (the device is phase 1), token authorization on, as shipped."""
+    return launch(workdir, mar_path, {"load_models": f"{PHASE2}={PHASE2}.mar"}, models={PHASE2: bigram_mar_path})
 
 
 def all_workers_ready(client: ServingClient, model: str, timeout: float = 120.0) -> list[dict]:

@@ -29,11 +29,11 @@ from handler.codec import sigmoid
 from serving import web
 from serving.server import free_ports
 from tests.conftest import ROOT
-from tests.integration.conftest import launch
+from tests.integration.conftest import PHASE2, launch_phase2_only
 
 websockets_sync = pytest.importorskip("websockets.sync.client")
 
-PHASE2 = "sentiment-bigram"
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 REVIEWS = 200
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (Debian: make chromium)")
@@ -144,7 +144,7 @@ def page_port() -> int:
 def server(mar_path, bigram_mar_path, tmp_path_factory):
     """TorchServe with the phase-2 model only, token authorization on, as shipped."""
     workdir = tmp_path_factory.mktemp("torchserve-browser")
-    srv = launch(workdir, mar_path, {"load_models": f"{PHASE2}={PHASE2}.mar"}, models={PHASE2: bigram_mar_path})
+    srv = launch_phase2_only(workdir, mar_path, bigram_mar_path)
     yield srv
     srv.stop()
 

@@ -14,9 +14,8 @@ from edge.cascade import Server, TwoPhaseClient
 from edge.device import DeviceModel
 from tests.catalogue import CASES, check
 from tests.conftest import ROOT
-from tests.integration.conftest import all_workers_ready, launch
+from tests.integration.conftest import PHASE2, all_workers_ready, launch_phase2_only
 
-PHASE2 = "sentiment-bigram"
 KEYS = ["r1", 2, "r1", 4.5, "r5", "r6"]
 TEXTS = [
     "The film is fast moving and has several great action scenes.",
@@ -32,7 +31,7 @@ TEXTS = [
 def server(mar_path, bigram_mar_path, tmp_path_factory):
     """TorchServe serving the phase-2 model only (the device is phase 1): one worker, started once."""
     workdir = tmp_path_factory.mktemp("torchserve-two-phase")
-    srv = launch(workdir, mar_path, {"load_models": f"{PHASE2}={PHASE2}.mar"}, models={PHASE2: bigram_mar_path})
+    srv = launch_phase2_only(workdir, mar_path, bigram_mar_path)
     yield srv
     srv.stop()
 
