@@ -114,7 +114,10 @@ def evaluate(settings: EvaluationSettings) -> int:
     from batch.settings import SparkSettings
     from evaluation.pipeline import run
 
-    spark, startup = spark_session(SparkSettings(settings.master, "sentiment-evaluation", spark_conf(settings.conf)))
+    # no local tuning: it serves the batch job's Python workers, and this job has none; its work is the JVM's,
+    # which the tuning's C1-only JIT would slow down
+    conf = spark_conf(settings.conf)
+    spark, startup = spark_session(SparkSettings(settings.master, "sentiment-evaluation", conf, local_tuning=False))
     try:
         outcome = run(spark, settings, startup)
     finally:

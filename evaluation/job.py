@@ -178,27 +178,6 @@ def labels(spark: SparkSession, directory: Path | None) -> DataFrame | None:
     )
 
 
-def latest_labels(rows: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """(key -> its latest label, with how many labels the key had; one row of label counts).
-
-    One hash aggregation per key (the latest is the max of a struct ordered as the rule says), not a window
-    function: partial aggregation before the shuffle, no sort of every row."""
-    good = rows.where(F.col("bad").isNull())
-    per_key = good.groupBy("key").agg(
-        F.max(F.struct("order_time", "file", "row", "label")).alias("latest"),
-        F.count("*").alias("n"),
-        F.min("label").alias("low"),
-        F.max("label").alias("high"),
-    )
-    latest = per_key.select("key", F.col("latest.label").alias("label"))
-    counts = per_key.withColumn("distinct", F.when(F.col("low") != F.col("high"), 2).otherwise(1)).agg(
-        F.count("*").alias("labeled_keys"),
-        F.sum(F.when(F.col("n") > 1, 1).otherwise(0)).alias("duplicate_label_keys"),
-        F.sum(F.when(F.col("distinct") > 1, 1).otherwise(0)).alias("conflicting_label_keys"),
-    )
-    return latest, counts
-
-
 def _case(version: Column, by_version: dict[str, Column], default: Column) -> Column:
     out = None
     for v, expr in by_version.items():
@@ -302,43 +281,82 @@ def _aggregate(
     for row in bins.collect():
         getattr(at(row), field_of[row["kind"]])[int(row["bin"])] += row["count"]
 
-    kept = ("t", "prediction_id", "window", "positive_review_probability", "positive_review_logits")
-    latest = (
-        predictions.where(keyed_row)
-        .groupBy("key", "model_version")
-        .agg(F.max(F.struct(*kept)).alias("latest"))  # the latest prediction (then the highest id) of each
-        .select("key", "model_version", *(F.col(f"latest.{c}").alias(c) for c in kept))
-    )
     label_rows = labels(spark, inputs.feedback)
-    counts.update(label_rows=0, bad_label_rows={}, labeled_keys=0, duplicate_label_keys=0)
-    counts.update(conflicting_label_keys=0, unmatched_label_keys=0)
-    if label_rows is None:
-        joined = latest.withColumn("label", F.lit(None).cast("int"))
-        counts["retries"] = keyed_answered - _joined(joined, group, models, at)
-        return Aggregates(stats, counts)
-    label_rows = label_rows.persist()
+    counts.update(label_rows=0, bad_label_rows={})
+    cached = [] if label_rows is None else [label_rows.persist()]  # read once: the join and the row counts
     try:
-        latest_label, label_counts = latest_labels(label_rows)
-        joined = latest.join(latest_label, "key", "left").persist()
-        counts["retries"] = keyed_answered - _joined(joined, group, models, at)
-        for row in label_rows.groupBy("bad").count().collect():  # bad null: the usable rows
+        by_key = _by_key(predictions.where(keyed_row), label_rows).persist()
+        cached.append(by_key)
+        counts.update(_key_counts(by_key, keyed_answered))
+        _joined(by_key, group, models, at)
+        for row in [] if label_rows is None else label_rows.groupBy("bad").count().collect():
             counts["label_rows"] += row["count"]
-            if row["bad"] is not None:
+            if row["bad"] is not None:  # null: the usable rows
                 counts["bad_label_rows"][row["bad"]] = row["count"]
-        row = label_counts.first()
-        for name in ("labeled_keys", "duplicate_label_keys", "conflicting_label_keys"):
-            counts[name] = row[name] or 0
-        matched = joined.where(F.col("label").isNotNull()).select("key")
-        counts["unmatched_label_keys"] = latest_label.join(matched, "key", "left_anti").count()
-        joined.unpersist()
     finally:
-        label_rows.unpersist()
+        for frame in cached:
+            frame.unpersist()
     return Aggregates(stats, counts)
 
 
-def _joined(joined: DataFrame, group: list[str], models: dict[str, Model], at) -> int:
-    """The quality sums and calibration bins (one job), and the exact AUC (another), of the joined predictions per
-    window x version; returns how many deduplicated keyed predictions there were."""
+PREDICTION = ("model_version", "t", "prediction_id", "window", "positive_review_probability", "positive_review_logits")
+
+
+def _by_key(keyed: DataFrame, label_rows: DataFrame | None) -> DataFrame:
+    """One row per key: its latest prediction by each version (`best`) and its latest label, in one shuffle.
+
+    Predictions and usable labels are unioned and grouped by key once, instead of deduplicating each side in a
+    shuffle of its own and joining them in a third: a key's rows are few (its retries, its versions, its labels),
+    so the per-version latest is picked inside the group."""
+    lab_type = "struct<order_time:double,file:string,row:bigint,label:int>"
+    sides = keyed.select("key", F.struct(*PREDICTION).alias("pred"), F.lit(None).cast(lab_type).alias("lab"))
+    if label_rows is not None:
+        good = label_rows.where(F.col("bad").isNull())
+        lab = F.struct("order_time", "file", "row", F.col("label").cast("int").alias("label"))
+        sides = sides.unionByName(good.select("key", F.lit(None).alias("pred"), lab.alias("lab")))
+    grouped = sides.groupBy("key").agg(
+        F.collect_list("pred").alias("preds"),  # nulls (the label rows) are left out
+        F.max("lab").alias("latest"),  # the latest label: by time, then file, then row (evaluation.feedback)
+        F.count("lab").alias("labels"),
+        F.min("lab.label").alias("low"),
+        F.max("lab.label").alias("high"),
+    )
+    # a version's latest prediction of the key (then the highest id): the one no other of that version beats
+    newest = F.filter(
+        "preds",
+        lambda x: F.forall(
+            "preds",
+            lambda y: (y["model_version"] != x["model_version"])
+            | (F.struct(y["t"], y["prediction_id"]) <= F.struct(x["t"], x["prediction_id"])),
+        ),
+    )
+    return grouped.select(
+        F.array_distinct(newest).alias("best"),  # the same record read twice is one prediction
+        F.col("latest.label").alias("label"),
+        "labels",
+        (F.col("low") != F.col("high")).alias("conflicting"),
+    )
+
+
+def _key_counts(by_key: DataFrame, keyed_answered: int) -> dict:
+    """The join's counts (report.json's `inputs`), in one job over the grouped keys."""
+    labeled = F.col("label").isNotNull()
+    row = by_key.agg(
+        F.sum(F.size("best")).alias("joined"),
+        F.count(F.when(labeled, 1)).alias("labeled_keys"),
+        F.count(F.when(F.col("labels") > 1, 1)).alias("duplicate_label_keys"),
+        F.count(F.when(F.col("conflicting"), 1)).alias("conflicting_label_keys"),
+        F.count(F.when(labeled & (F.size("best") == 0), 1)).alias("unmatched_label_keys"),
+    ).first()
+    counts = {name: row[name] or 0 for name in row.asDict() if name != "joined"}
+    counts["retries"] = keyed_answered - (row["joined"] or 0)
+    return counts
+
+
+def _joined(by_key: DataFrame, group: list[str], models: dict[str, Model], at) -> None:
+    """The quality sums and calibration bins (one job), and the exact AUC (another), of the deduplicated keyed
+    predictions per window x version."""
+    joined = by_key.select(F.explode("best").alias("b"), "label").select("b.*", "label")
     p = F.col("positive_review_probability")
     y = F.col("label")
     predicted = F.col("positive_review_logits") >= 0
@@ -361,10 +379,8 @@ def _joined(joined: DataFrame, group: list[str], models: dict[str, Model], at) -
         F.sum(F.when(y.isNotNull(), p)).alias("p"),
         F.sum(y).alias("y"),
     )
-    keyed = 0
     for row in quality.collect():
         s, b = at(row), int(row["bin"])
-        keyed += row["keyed"]
         s.keyed += row["keyed"]
         s.labeled += row["labeled"]
         s.tp, s.fp, s.tn, s.fn = s.tp + row["tp"], s.fp + row["fp"], s.tn + row["tn"], s.fn + row["fn"]
@@ -387,4 +403,3 @@ def _joined(joined: DataFrame, group: list[str], models: dict[str, Model], at) -
     for row in auc.collect():
         if row["pos"] and row["neg"]:
             at(row).auc = row["u"] / (row["pos"] * row["neg"])
-    return keyed
