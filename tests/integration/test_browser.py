@@ -271,4 +271,17 @@ def test_with_the_server_stopped_the_answer_stands_provisional(browser, page, se
     server.stop()
     browser.type(uncertain_review(device) + " ")
     browser.wait("document.getElementById('answer').dataset.source === 'provisional'", timeout=15)
-    assert "provisional" in browser.answer()["by"]
+    # the page's proxy answers for the stopped server, and the page says what it was told
+    assert browser.answer()["by"] == "this device, provisional: the server answered HTTP 502 (unreachable)"
+
+
+def test_a_bundle_file_that_cannot_be_fetched_is_named_on_the_page(browser, page):
+    browser.call("Network.setBlockedURLs", urls=["*/bundle/model.onnx"])
+    try:
+        browser.call("Page.navigate", url=page)
+        browser.wait("document.getElementById('answer')?.dataset.source === 'error'")
+    finally:
+        browser.call("Network.setBlockedURLs", urls=[])
+    status = browser.answer()["status"]
+    assert status.startswith("The model could not be loaded: bundle/model.onnx could not be fetched"), status
+    assert browser.eval("document.getElementById('review').disabled") is True
