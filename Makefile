@@ -33,7 +33,7 @@ EDGE_INPUTS := $(ARTIFACTS)/weights.pt $(ARTIFACTS)/sentiment.pt $(ARTIFACTS)/co
 	serving/bundle.py model-config.yaml
 
 .PHONY: help serve stop test unit integration lint train export archive clean java bench bench-frontier wrk
-.PHONY: train-bigram archive-bigram edge calibrate two-phase-report web web-deps chromium
+.PHONY: train-bigram archive-bigram edge calibrate two-phase-report web web-deps chromium web-report
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -92,6 +92,9 @@ web-deps: $(WEB_DEPS) # the page's npm packages (onnxruntime-web, the tokenizers
 
 web: $(WEB_DEPS) $(EDGE_BUNDLE) ## serve the phase-1 page on 127.0.0.1:$(WEB_PORT); phase 2 on make serve's TorchServe
 	$(PY) -m serving.web --port $(WEB_PORT)
+
+web-report: $(VENV)/.dev-installed java chromium $(WEB_DEPS) $(MAR) $(BIGRAM_MAR) $(EDGE_BUNDLE) ## the page in headless Chromium: bytes, first prediction, latency -> bench/results/browser.json, docs/web-*.png
+	WEB_RESULTS=bench/results WEB_SCREENSHOTS=docs $(PY) -m pytest tests/integration/test_browser.py -q
 
 chromium: # Debian's headless Chromium, the browser of the page's tests
 	$(call apt_install,chromium,chromium,the browser tests)

@@ -14,7 +14,13 @@ ort.env.wasm.numThreads = 1;
 const $ = (id) => document.getElementById(id);
 
 async function fetchOk(url) {
-  const response = await fetch(url, { cache: "no-cache" });
+  let response;
+  try {
+    response = await fetch(url, { cache: "no-cache" });
+  } catch (err) {
+    // fetch says only "Failed to fetch": name the file, so the page says which one it could not get
+    throw new Error(`${url} could not be fetched (${err.message})`);
+  }
   if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
   return response;
 }
@@ -82,17 +88,28 @@ const defers = (confidence, threshold) => threshold >= 1 || confidence < thresho
 
 // The page's own origin passes the call on to TorchServe and adds the credential (serving/web.py, or the
 // deployment's proxy): the page holds no token.
-async function askServer(model, text) {
+async function askServer(model, text, cancel) {
   const started = performance.now();
   const response = await fetch(`predictions/${model.settings.phase2_model}`, {
     method: "POST",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ text }),
-    signal: AbortSignal.timeout(TIMEOUT_MS),
+    signal: AbortSignal.any([cancel, AbortSignal.timeout(TIMEOUT_MS)]),
   });
-  if (!response.ok) throw new Error(`phase 2 answered ${response.status}`);
+  if (!response.ok) {
+    // the server's error code where it sent one (handler.errors; "unreachable" from the page's own proxy)
+    const code = await response.json().then((body) => body?.error?.code, () => undefined);
+    throw new Error(`answered HTTP ${response.status}${code ? ` (${code})` : ""}`);
+  }
   const answer = await response.json();
   return { ...answer, round_trip_ms: performance.now() - started };
+}
+
+// Why phase 2 gave no answer, in the words the page shows beside the provisional one.
+function unanswered(err) {
+  if (err.name === "TimeoutError") return `did not answer within ${TIMEOUT_MS / 1000} s`;
+  if (err.name === "TypeError") return "could not be reached"; // fetch's network failure
+  return err.message; // "answered HTTP 503", or an answer that was not the expected JSON
 }
 
 function show(state) {
@@ -113,16 +130,27 @@ function main() {
   const ready = load();
   let current = 0; // the latest input's number: answers to older inputs are dropped
   let timer = null;
+  let asking = new AbortController(); // the phase-2 call in flight, cancelled when the review changes
 
   async function predict(text) {
     const seq = ++current;
     clearTimeout(timer);
+    asking.abort();
+    asking = new AbortController();
+    const cancel = asking.signal;
     const model = await ready;
     if (text === "") return show({ source: "idle", status: "" });
     const refused = refusal(text, model.settings.limits);
     if (refused) return show({ source: "error", error: refused, status: `Not scored: ${refused.message} (${refused.code})` });
     const started = performance.now();
-    const p1 = await score(model, text);
+    let p1;
+    try {
+      p1 = await score(model, text);
+    } catch (err) {
+      // otherwise the previous review's answer would stay on screen beside this one
+      if (seq === current) show({ source: "error", error: err, status: `Not scored: ${err.message}` });
+      return;
+    }
     if (seq !== current) return;
     const ms = performance.now() - started;
     const unsure = defers(p1.confidence, model.settings.threshold);
@@ -132,7 +160,7 @@ function main() {
     show({ ...base, source: "pending", by: "this device, unsure: asking the server…" });
     timer = setTimeout(async () => {
       try {
-        const p2 = await askServer(model, text);
+        const p2 = await askServer(model, text, cancel);
         if (seq !== current) return;
         show({
           ...base,
@@ -145,8 +173,9 @@ function main() {
         });
       } catch (err) {
         if (seq !== current) return;
-        console.warn("phase 2 unreachable: the device's answer stands, provisional", err.name);
-        show({ ...base, source: "provisional", by: "this device, provisional: the server could not be reached" });
+        const why = unanswered(err);
+        console.warn(`phase 2 ${why}: the device's answer stands, provisional`);
+        show({ ...base, source: "provisional", by: `this device, provisional: the server ${why}` });
       }
     }, DEFER_AFTER_MS);
   }
