@@ -111,13 +111,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def evaluate(settings: EvaluationSettings) -> int:
     from batch.session import spark_session
-    from batch.settings import SparkSettings
     from evaluation.pipeline import run
 
-    # no local tuning: it serves the batch job's Python workers, and this job has none; its work is the JVM's,
-    # which the tuning's C1-only JIT would slow down
-    conf = spark_conf(settings.conf)
-    spark, startup = spark_session(SparkSettings(settings.master, "sentiment-evaluation", conf, local_tuning=False))
+    spark, startup = spark_session(spark_settings(settings.master, settings.conf))
     try:
         outcome = run(spark, settings, startup)
     finally:
@@ -131,6 +127,11 @@ def evaluate(settings: EvaluationSettings) -> int:
     return outcome.exit_status
 
 
-def spark_conf(extra: dict[str, str]) -> dict[str, str]:
-    """The job's Spark settings: UTC for label times without a zone, few shuffle partitions for small groups."""
-    return {"spark.sql.session.timeZone": "UTC", "spark.sql.shuffle.partitions": "8", **extra}
+def spark_settings(master: str | None, extra: dict[str, str], app: str = "sentiment-evaluation"):
+    """The job's Spark session settings: UTC for label times without a zone, few shuffle partitions for small
+    groups, and no local tuning: that serves the batch job's Python workers, and this job has none; its work is
+    the JVM's, which the tuning's C1-only JIT would slow down."""
+    from batch.settings import SparkSettings
+
+    conf = {"spark.sql.session.timeZone": "UTC", "spark.sql.shuffle.partitions": "8", **extra}
+    return SparkSettings(master, app, conf, local_tuning=False)

@@ -112,9 +112,8 @@ def summarize(table: list[dict], phases: dict[str, float], window_s: int) -> dic
 
 def run(out: Path, window_s: int, n_in: int, n_shift: int, epochs: int | None) -> dict:
     from batch.session import spark_session
-    from batch.settings import SparkSettings
     from evaluation import pipeline
-    from evaluation.cli import spark_conf
+    from evaluation.cli import spark_settings
     from evaluation.retrain import RetrainSettings
     from evaluation.retrain import run as retrain
     from evaluation.settings import EvaluationSettings
@@ -130,7 +129,7 @@ def run(out: Path, window_s: int, n_in: int, n_shift: int, epochs: int | None) -
         "C": shifted(n_shift, n_shift),
         "D": shifted(n_shift // 2, 2 * n_shift),
     }
-    spark, _ = spark_session(SparkSettings("local[2]", "sentiment-evaluation-demo", spark_conf({})))
+    spark, _ = spark_session(spark_settings("local[2]", {}, "sentiment-evaluation-demo"))
     server = launch(out / "torchserve", mar)
     summary: dict = {"window_seconds": window_s, "phases": {}, "evaluations": [], "retrain": None}
     starts: dict[str, float] = {}

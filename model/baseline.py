@@ -121,13 +121,14 @@ def write(artifacts: Path, data_dir: Path) -> dict:
 
 
 def save(out: Path, logits: list[float], tokens: list[int], unknown: list[int], labels: list[int]) -> dict:
-    """Fit the calibration and build the baseline of the validation split's scores; write both into `out`."""
+    """Fit the calibration and build the baseline of these scores (the validation split's, or a retrained
+    version's recent traffic: evaluation.retrain.rebase); write both into `out`."""
     calibration = fit(logits, labels)
     baseline = build(logits, tokens, unknown, labels, calibration)
     calibration.save(out / CALIBRATION_FILE)
     (out / BASELINE_FILE).write_text(json.dumps(baseline, indent=1) + "\n")
     logger.info(
-        "baseline of %d validation reviews: accuracy %.4f, ECE %.4f (calibrated %.4f), positive rate %.3f",
+        "baseline of %d reviews: accuracy %.4f, ECE %.4f (calibrated %.4f), positive rate %.3f",
         baseline["n"],
         baseline["accuracy"],
         baseline["ece"],

@@ -9,14 +9,13 @@ from pathlib import Path
 import pytest
 
 from batch.session import spark_session
-from batch.settings import SparkSettings
-from evaluation.cli import spark_conf
+from evaluation.cli import spark_settings
 from tests import synthetic
 
 
 @pytest.fixture(scope="session")
 def spark():
-    session, _ = spark_session(SparkSettings("local[2]", "sentiment-evaluation-tests", spark_conf({})))
+    session, _ = spark_session(spark_settings("local[2]", {}, "sentiment-evaluation-tests"))
     yield session
     session.stop()
 

@@ -57,3 +57,24 @@ def test_next_version_follows_the_archives_in_the_store(tmp_path, mar_path):
     assert retrain.next_version(tmp_path) == "1.0"
     shutil.copy2(mar_path, tmp_path / "sentiment.mar")
     assert retrain.next_version(tmp_path) == "2.0"
+
+
+def test_a_candidate_is_rebased_on_the_traffic_it_was_chosen_for(tmp_path):
+    """The archive of a retrained version ships a baseline and calibration of the comparison window's reviews,
+    not of the validation split (whose baseline the exported model came with)."""
+    from model.baseline import ARTIFACTS, BASELINE_FILE
+    from model.infer import load_scorer, score
+
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(ARTIFACTS, artifacts)
+    shipped = json.loads((artifacts / BASELINE_FILE).read_text())
+    rows = [{"text": t, "label": y} for t, y in (("a short phrase", 1), ("dull and flat", 0), ("great fun", 1))] * 40
+    baseline = retrain.rebase(artifacts, rows)
+    assert json.loads((artifacts / BASELINE_FILE).read_text()) == baseline
+    assert baseline["n"] == len(rows) != shipped["n"]
+    assert baseline["token_edges"] != shipped["token_edges"]  # three-word texts, not reviews
+    right = [
+        (s.logit >= 0) == bool(r["label"])
+        for s, r in zip(score(load_scorer(artifacts), [r["text"] for r in rows]), rows, strict=True)
+    ]
+    assert baseline["accuracy"] == pytest.approx(sum(right) / len(rows))
