@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
+import http.server
 import itertools
 import json
 import os
@@ -305,6 +307,44 @@ def test_an_uncertain_review_is_answered_by_the_server(browser, page, server, de
     answer = browser.answer()
     assert answer["probability"] == f"{want:.3f}" and "round trip" in answer["by"]
     screenshot(browser, "web-server.png")
+
+
+FETCH = """(async () => {
+  try {
+    const r = await fetch(%s, {method: "POST", headers: {"Content-Type": "application/json"},
+                               body: JSON.stringify({text: "a fine film"})});
+    return r.status;
+  } catch (e) { return "refused by the browser"; }
+})()"""
+
+
+@pytest.fixture
+def foreign_site(tmp_path):
+    """Another origin: a page on another loopback port, as any other site a user has open would be."""
+    (tmp_path / "index.html").write_text("<!doctype html><title>elsewhere</title>")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", free_ports(1)[0]), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_phase_2_answers_the_page_origin_only(browser, page, server, foreign_site):
+    """The page's own origin gets phase 2's answers; another site's script reaches neither the page's phase-2
+    route nor TorchServe: the browser's preflight is refused by both (no CORS grant anywhere), so the token the
+    page's server adds is spent on the page's origin only."""
+    route = json.dumps(f"{page}predictions/{PHASE2}")
+    torchserve = json.dumps(f"{server.properties['inference_address']}/predictions/{PHASE2}")
+    assert browser.eval(FETCH % route) == 200  # the page's origin
+    browser.call("Page.navigate", url=foreign_site)
+    try:
+        browser.wait("document.readyState === 'complete' && document.title === 'elsewhere'")
+        assert browser.eval(FETCH % route) == "refused by the browser"
+        assert browser.eval(FETCH % torchserve) == "refused by the browser"
+    finally:
+        browser.open(page)
 
 
 @pytest.mark.parametrize(
