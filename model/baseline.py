@@ -18,10 +18,10 @@ import logging
 import math
 from pathlib import Path
 
+from model.config import ARTIFACTS
 from model.platt import CALIBRATION_FILE, Calibration, fit
 
 logger = logging.getLogger(__name__)
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 BASELINE_FILE = "baseline.json"
 SCORE_BINS = 100  # uniform bins of the probability: the KS statistic and the plots
 ECE_BINS = 10  # uniform bins of the probability: the expected calibration error and the reliability curve

@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"  # the trained model, committed: serving needs no data
+
 
 @dataclass(frozen=True)
 class ModelConfig:

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import torch
 
-from model.config import ModelConfig
+from model.config import ARTIFACTS, ModelConfig
 from model.infer import CONFIG_FILE, TOKENIZER_DIR, TORCHSCRIPT_FILE
 from model.net import SentimentNet
 from model.text import encode_batch, load_tokenizer
 
 logger = logging.getLogger(__name__)
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 EXAMPLES = [
     "The film is fast moving and has several great action scenes.",
     "The film was very boring. I walked out half-way.",

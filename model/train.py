@@ -15,13 +15,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from model import baseline
-from model.config import ModelConfig
+from model.config import ARTIFACTS, ModelConfig
 from model.data import DATA_DIR, IMDB_TRAIN, SST2_DEV, book_split, read_jsonl, read_sst2
 from model.net import SentimentNet
 from model.text import UNK, build_tokenizer, pack, save_tokenizer, token_ids
 
 logger = logging.getLogger(__name__)
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 
 def evaluate(net: SentimentNet, ids: list[list[int]], labels: list[int], batch_size: int = 512) -> tuple[float, float]:

@@ -29,12 +29,12 @@ from model.baseline import BASELINE_FILE
 from model.bigram_net import ARTIFACTS as BIGRAM_ARTIFACTS
 from model.bigram_net import TORCHSCRIPT_FILE as BIGRAM_FILE
 from model.bigram_net import file_sha256
+from model.config import ARTIFACTS
 from model.infer import CONFIG_FILE, TOKENIZER_DIR, TORCHSCRIPT_FILE
 from model.platt import CALIBRATION_FILE
 
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "model" / "artifacts"
 MODEL_MODULES = ("__init__.py", "config.py", "text.py", "infer.py")  # what the handler imports from model/
 HANDLER_MODULES = ("__init__.py", "codec.py", "errors.py", "settings.py", "capture.py", "sentiment_handler.py")
 DEFAULT_VERSION = "1.0"  # the version of sentiment.mar; the Makefile's BASE_VERSION says the same

@@ -33,6 +33,7 @@ from handler import settings as handler_settings
 from model import calibration
 from model.bigram_net import ARTIFACTS as BIGRAM_ARTIFACTS
 from model.bigram_net import TORCHSCRIPT_FILE as BIGRAM_FILE
+from model.config import ARTIFACTS
 from model.data import DATA_DIR, IMDB_TRAIN, SST2_DEV, book_split, read_jsonl, read_sst2
 from model.export import load_eager
 from model.infer import TOKENIZER_DIR, load_scorer
@@ -41,7 +42,6 @@ from model.text import pack, token_ids
 
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "model" / "artifacts"
 DIST = ROOT / "dist" / "edge"
 CALIBRATION = ARTIFACTS / "device.json"
 MODEL_FILE, TOKENIZER_FILE, SETTINGS_FILE = "model.onnx", "tokenizer.json", "settings.json"  # edge.device's names

@@ -6,12 +6,10 @@ import pytest
 import torch
 
 from bench.reviews import load_reviews
+from model.config import ARTIFACTS
 from model.export import load_eager
 from model.infer import load_scorer
 from model.text import encode_batch
-from tests.conftest import ROOT
-
-ARTIFACTS = ROOT / "model" / "artifacts"
 
 
 @pytest.fixture(scope="module")

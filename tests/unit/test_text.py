@@ -12,7 +12,7 @@ from tokenizers import Tokenizer, normalizers
 
 from bench.reviews import load_reviews
 from handler.codec import decode
-from model.config import ModelConfig
+from model.config import ARTIFACTS, ModelConfig
 from model.data import DATA_DIR, read_jsonl
 from model.text import (
     TOKENIZER_FILE,
@@ -27,7 +27,6 @@ from model.text import (
 from tests.catalogue import CASES, LIMITS
 from tests.conftest import ROOT
 
-ARTIFACTS = ROOT / "model" / "artifacts"
 TOKENIZER = ARTIFACTS / "tokenizer"
 # Texts at the edges of the ASCII route's definition: markup variants, every ASCII control character, the added
 # tokens' own text, underscores and runs of punctuation, a review far beyond max_tokens, nothing at all.
