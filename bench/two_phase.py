@@ -208,7 +208,7 @@ def run(bundle: Path, out: Path, latency: bool = True) -> dict:
     settings = device.settings
     reports = []
     for split in evaluation_splits():
-        ids = token_ids(served.tokenizer, split.texts, served.max_tokens)
+        ids = token_ids(served.tokenizer, split.texts)  # truncated at the tokenizer's own max_tokens
         reports.append(
             split_report(
                 split.name,
