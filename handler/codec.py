@@ -112,7 +112,8 @@ def check_audit(audit: object, limits: Limits) -> Audit | None:
     if not isinstance(audit, dict):
         raise ServingError("invalid_audit", f'"audit" must be an object, got {_json_type(audit)}')
     p = audit.get("phase1_probability")
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p) or not 0.0 <= p <= 1.0:
+    # compared, not converted: an integer of hundreds of digits is valid JSON and overflows a float; NaN fails too
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
         raise ServingError("invalid_audit", '"audit.phase1_probability" must be a number within [0, 1]')
     version = audit.get("phase1_version")
     if not isinstance(version, str) or not 0 < len(version) <= limits.max_key_chars or not _encodable(version):

@@ -80,6 +80,13 @@ CASES: list[Case] = [
         400,
         "invalid_audit",
     ),
+    Case(
+        "audit probability an integer beyond a float",
+        b'{"text": "great film", "audit": {"phase1_probability": 1' + b"0" * 400 + b', "phase1_version": "v"}}',
+        JSON,
+        400,
+        "invalid_audit",
+    ),
     Case("audit probability a string", _json({"text": GOOD, "audit": audit("0.9")}), JSON, 400, "invalid_audit"),
     Case(
         "audit without a version",

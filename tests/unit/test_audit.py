@@ -20,8 +20,8 @@ from tests.unit.test_cascade import FakeServer
 
 @pytest.mark.parametrize(
     "value",
-    [0.9, "x", [0.9], True, {}, audit(-0.01), audit(1.0000001), audit(math.inf), audit(math.nan), audit(True),
-     audit(None), audit("0.5"), audit(0.5, ""), audit(0.5, 1), audit(0.5, None), audit(0.5, "\ud800"),
+    [0.9, "x", [0.9], True, {}, audit(-0.01), audit(1.0000001), audit(math.inf), audit(math.nan), audit(10**400),
+     audit(True), audit(None), audit("0.5"), audit(0.5, ""), audit(0.5, 1), audit(0.5, None), audit(0.5, "\ud800"),
      audit(0.5, "v" * (LIMITS.max_key_chars + 1))],
 )  # fmt: skip
 def test_a_malformed_audit_is_invalid_audit(value):
