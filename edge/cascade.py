@@ -7,10 +7,10 @@ request with its key; the server's answer replaces the device's. When phase 2 is
 the device still answers everything.
 
 Audit: a fraction (`audit_rate`) of the confident answers is sent to phase 2 as well, each instance carrying
-`"audit": {"phase1_probability": p, "phase1_version": v}` (the codec ignores fields it does not know, and the
-server's prediction capture records the instance with its answer), so that both answers of the same review can be
-compared: continued evaluation of a model that runs where the server cannot see it. The device's answer is still
-the one returned, with the server's beside it under `audit`.
+`"audit": {"phase1_probability": p, "phase1_version": v}` (checked by the codec; the server's prediction capture
+records it beside the server's own answer), so that both answers of the same review can be compared: continued
+evaluation of a model that runs where the server cannot see it (evaluation reads the device's answer as version
+`device-<v>`). The device's answer is still the one returned, with the server's beside it under `audit`.
 
 Inputs are checked by the server's own codec and limits (shipped in the bundle), so a review the server would
 refuse gets the same error object here, in its own slot, and is never sent.

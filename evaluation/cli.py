@@ -23,6 +23,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--batch-key", default="id", help="the key column of batch outputs (default: id)")
     r.add_argument("--window", default="1d", help="window: 30s, 15m, 1h, 1d or seconds (default: 1d)")
     r.add_argument("--model-store", type=Path, default=Path("model_store"))
+    r.add_argument("--model-name", default="sentiment", help="whose archives hold the baselines (default: sentiment)")
     r.add_argument("--runs", type=Path, default=Path("evaluation-runs"), help="where run directories go")
     r.add_argument("--alerts", type=Path, help="alert rules (default: evaluation/alerts.yaml)")
     r.add_argument("--master", help="Spark master URL (default: local[*], or spark-submit's)")
@@ -80,6 +81,7 @@ def settings_of(args: argparse.Namespace) -> EvaluationSettings:
         batch_key=args.batch_key,
         window_s=parse_window(args.window),
         model_store=args.model_store,
+        model_name=args.model_name,
         runs=args.runs,
         master=args.master or (None if under_spark_submit() else "local[*]"),
         conf=dict(item.split("=", 1) for item in args.conf),

@@ -18,7 +18,7 @@ from pyspark.sql.types import DoubleType, LongType, StringType, StructField, Str
 
 from evaluation import feedback
 from evaluation.metrics import EPS, Stats
-from evaluation.reference import Model, new_stats
+from evaluation.reference import AUDITED_PREFIX, DEVICE_PREFIX, Model, new_stats
 from model.baseline import ECE_BINS, SCORE_BINS
 
 logger = logging.getLogger(__name__)
@@ -34,6 +34,10 @@ CAPTURE_SCHEMA = StructType(
         StructField("tokens", LongType()),
         StructField("unknown_token_fraction", DoubleType()),
         StructField("error", StringType()),
+        StructField(
+            "audit",  # the device's answer to an audited review: see with_audit_rows
+            StructType([StructField("phase1_probability", DoubleType()), StructField("phase1_version", StringType())]),
+        ),
         StructField(CORRUPT, StringType()),
     ]
 )
@@ -84,6 +88,30 @@ def captures(spark: SparkSession, directory: Path) -> tuple[DataFrame, Column]:
     )
     frame = frame.withColumn("t", F.to_timestamp("time").cast("double"))
     return frame, F.when(F.col(CORRUPT).isNotNull(), 1).otherwise(0)
+
+
+def with_audit_rows(frame: DataFrame) -> DataFrame:
+    """Capture rows, each audited one followed by the two predictions it adds (evaluation.reference.audit_rows):
+    the device's answer as `device-<phase1_version>` and the server's again as `audited-<version>`.
+
+    Generated from each row (explode), so the capture files are read once."""
+    columns = [*PREDICTION_COLUMNS, CORRUPT]
+    p, device_version = F.col("audit.phase1_probability"), F.col("audit.phase1_version")
+    clipped = F.least(F.greatest(p, F.lit(EPS)), F.lit(1 - EPS))
+    device = {
+        "model_version": F.concat(F.lit(DEVICE_PREFIX), device_version),
+        "positive_review_probability": p,
+        "positive_review_logits": F.log(clipped) - F.log(F.lit(1.0) - clipped),
+        "error": F.lit(None).cast("string"),
+    }
+    audited = {"model_version": F.concat(F.lit(AUDITED_PREFIX), F.col("model_version"))}
+
+    def row(changes: dict[str, Column]) -> Column:
+        return F.struct(*[changes.get(c, F.col(c)).alias(c) for c in columns])
+
+    is_audited = p.isNotNull() & device_version.isNotNull() & F.col(CORRUPT).isNull()
+    rows = F.array(row({}), F.when(is_audited, row(device)), F.when(is_audited, row(audited)))
+    return frame.select(F.explode(rows).alias("row")).where(F.col("row").isNotNull()).select("row.*")
 
 
 def batch_outputs(spark: SparkSession, directories: Iterable[Path], key: str) -> DataFrame | None:
@@ -206,7 +234,7 @@ def aggregate(spark: SparkSession, inputs: Inputs, window_s: int, models: dict[s
     frames, torn = [], F.lit(0)
     if inputs.captures is not None and Path(inputs.captures).exists():
         frame, torn = captures(spark, inputs.captures)
-        frames.append(frame.withColumn("torn", torn))
+        frames.append(with_audit_rows(frame).withColumn("torn", torn))
     batch = batch_outputs(spark, inputs.batch_outputs, inputs.batch_key)
     if batch is not None:
         frames.append(batch.withColumn("torn", F.lit(0)))

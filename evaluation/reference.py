@@ -9,7 +9,10 @@ Predictions are capture records (evaluation.captures) or batch-job rows in the s
   - a key predicted by several versions is joined once per version: each version is judged on it;
   - a joined prediction counts in the window of its own time, whenever its label arrived: a late label changes
     that window when the job runs again, and nothing else;
-  - labels: see evaluation.feedback (latest wins; duplicates, conflicts and unmatched keys are counted).
+  - labels: see evaluation.feedback (latest wins; duplicates, conflicts and unmatched keys are counted);
+  - an audited capture record (two-phase prediction: the device's confident answer, also sent to the server)
+    adds two predictions of the same review: the device's, as version `device-<phase1_version>`, and the server's
+    again, as `audited-<version>`, so that both models are judged on exactly the audited reviews.
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from evaluation.feedback import key_text, parse_label, parse_time
-from evaluation.metrics import Stats, auc_from_value_counts, log_loss_term
+from evaluation.metrics import EPS, Stats, auc_from_value_counts, log_loss_term
 from model.baseline import ECE_BINS, SCORE_BINS, bin_of, fine_bin
 from model.platt import Calibration
+
+DEVICE_PREFIX = "device-"  # + phase1_version: the device model's answers to audited reviews
+AUDITED_PREFIX = "audited-"  # + the server's version: its answers to the same reviews
 
 
 @dataclass(frozen=True)
@@ -72,10 +78,30 @@ def labels_of(rows: list[dict]) -> Labels:
     return out
 
 
+def audit_rows(record: dict) -> list[dict]:
+    """The predictions an audited capture record adds: the device's answer (its logit derived from its probability,
+    clipped as the log loss clips it) and the server's answer again, each under a version of its own; none for
+    any other record."""
+    audit = record.get("audit")
+    if not isinstance(audit, dict) or audit.get("phase1_probability") is None or audit.get("phase1_version") is None:
+        return []
+    p = audit["phase1_probability"]
+    clipped = min(max(p, EPS), 1 - EPS)
+    device = {
+        **record,
+        "model_version": DEVICE_PREFIX + audit["phase1_version"],
+        "positive_review_probability": p,
+        "positive_review_logits": math.log(clipped) - math.log(1 - clipped),
+        "error": None,  # the device answered, whatever the server did
+    }
+    return [device, {**record, "model_version": AUDITED_PREFIX + record["model_version"]}]
+
+
 def evaluate(
     predictions: list[dict], label_rows: list[dict], window_s: int, models: dict[str, Model]
 ) -> tuple[dict[tuple[int, str], Stats], dict]:
     """Stats per (window start, version), and the run's counts (report.json's `inputs`)."""
+    predictions = [row for record in predictions for row in (record, *audit_rows(record))]
     labels = labels_of(label_rows)
     stats: dict[tuple[int, str], Stats] = {}
     latest: dict[tuple[str, str], dict] = {}

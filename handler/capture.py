@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from handler.codec import Instance, sigmoid
+from handler.codec import Audit, Instance, sigmoid
 from handler.errors import ServingError
 from handler.settings import CaptureSettings
 
@@ -55,6 +55,7 @@ class Item(NamedTuple):
     unknown_tokens: int | None
     error: str | None  # the error code (handler.errors) of a refused instance
     text: str | None  # only with capture_text, for a sampled share
+    audit: Audit | None = None  # the device's own answer, on an instance edge.cascade audits
 
 
 def items(requests: list, scores: list, request_ids: list, settings: CaptureSettings) -> list[Item]:
@@ -70,12 +71,12 @@ def items(requests: list, scores: list, request_ids: list, settings: CaptureSett
             if isinstance(item, ServingError):
                 out.append(Item(pid, None, None, None, None, None, item.code, None))
             elif it is None:  # scoring failed for this request: every instance got the internal error
-                out.append(Item(pid, item.key, len(item.text), None, None, None, scored.code, None))
+                out.append(Item(pid, item.key, len(item.text), None, None, None, scored.code, None, item.audit))
             else:
                 score = next(it)
                 out.append(
                     Item(pid, item.key, len(item.text), score.logit, score.tokens, score.unknown_tokens, None,
-                         _text(item, settings))
+                         _text(item, settings), item.audit)
                 )  # fmt: skip
     return out
 
@@ -109,6 +110,11 @@ def record(item: Item, model_name: str, version: str, when: float | str, max_tok
         "unknown_token_fraction": (item.unknown_tokens / item.tokens if item.tokens else 1.0) if answered else None,
         "error": item.error,
     }
+    if item.audit is not None:  # the device's answer stands beside the server's: evaluation judges both
+        out["audit"] = {
+            "phase1_probability": item.audit.phase1_probability,
+            "phase1_version": item.audit.phase1_version,
+        }
     if item.text is not None:
         out["text"] = item.text
     return out

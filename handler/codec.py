@@ -12,6 +12,9 @@ Decisions for input that is not what a client should send (docs/api.md has the w
   - A text/plain body is always review text, even when it looks like JSON; no Content-Type means text/plain;
     any other media type is 415.
   - Unknown fields are ignored (clients may attach their own metadata); "text" wins over "reviews".
+  - An optional "audit" object is the device's own answer to an instance it also sends to phase 2 (edge.cascade):
+    {"phase1_probability": p in [0, 1], "phase1_version": "..."}; checked (400 invalid_audit), never a model
+    input, and captured beside the server's answer so that continued evaluation can judge the device model.
   - Keys are strings or finite numbers (not booleans), echoed unchanged; several instances may carry the same
     key: they are answered in order, so the position identifies them.
   - Control characters and NUL bytes are normalised away by the tokenizer; a review with nothing printable is
@@ -41,9 +44,18 @@ OUT_OF_VOCABULARY = 0.5
 
 
 @dataclass(frozen=True)
+class Audit:
+    """The device's answer to an audited instance: what phase 1 said, kept beside the server's in the capture."""
+
+    phase1_probability: float
+    phase1_version: str
+
+
+@dataclass(frozen=True)
 class Instance:
     text: str
     key: Key = None
+    audit: Audit | None = None
 
 
 @dataclass
@@ -91,6 +103,26 @@ def check_key(key: object, limits: Limits) -> Key:
     return key
 
 
+def check_audit(audit: object, limits: Limits) -> Audit | None:
+    """The device's answer an audited instance carries, or the ServingError a client gets for a malformed one.
+
+    The version is an identifier, capped as a key is (`max_key_chars`)."""
+    if audit is None:
+        return None
+    if not isinstance(audit, dict):
+        raise ServingError("invalid_audit", f'"audit" must be an object, got {_json_type(audit)}')
+    p = audit.get("phase1_probability")
+    # compared, not converted: an integer of hundreds of digits is valid JSON and overflows a float; NaN fails too
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+        raise ServingError("invalid_audit", '"audit.phase1_probability" must be a number within [0, 1]')
+    version = audit.get("phase1_version")
+    if not isinstance(version, str) or not 0 < len(version) <= limits.max_key_chars or not _encodable(version):
+        raise ServingError(
+            "invalid_audit", f'"audit.phase1_version" must be a string of 1 to {limits.max_key_chars} characters'
+        )
+    return Audit(float(p), version)
+
+
 def _encodable(text: str) -> bool:
     """False for strings that hold lone surrogates: no tokenizer or UTF-8 encoder accepts them."""
     try:
@@ -101,12 +133,14 @@ def _encodable(text: str) -> bool:
 
 
 def check_record(record: dict, limits: Limits, key_field: str = "key", text_fields=TEXT_FIELDS) -> Instance:
-    """One review from a JSON object: its key checked first, then its text (the first of `text_fields` present).
+    """One review from a JSON object: its key checked first, then its text (the first of `text_fields` present),
+    then its audit.
 
     The online request's object and the batch job's JSONL line (with the job's key and text field names)."""
     key = check_key(record.get(key_field), limits)
     text = next((record[f] for f in text_fields if f in record), None)
-    return Instance(check_text(text, limits), key)
+    text = check_text(text, limits)
+    return Instance(text, key, check_audit(record.get("audit"), limits))
 
 
 def decode_utf8(body: bytes) -> str:

@@ -36,6 +36,7 @@ ERRORS: dict[str, ErrorCode] = {
         ErrorCode("empty_text", 400, "the text is empty or holds only whitespace and control characters"),
         ErrorCode("text_too_long", 413, "the text is longer than `max_chars` characters"),
         ErrorCode("invalid_key", 400, '"key" is not a string or finite number, or is longer than `max_key_chars`'),
+        ErrorCode("invalid_audit", 400, '"audit" is not an object with a probability in [0, 1] and a version string'),
         # the server
         ErrorCode("internal_error", 500, "the handler failed on this request (a bug); logged with its request id"),
     )

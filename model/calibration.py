@@ -1,11 +1,14 @@
 """Calibration and the two-phase trade, as pure numpy functions: the bundle build and the report both call them.
 
 Temperature scaling divides the logit by one number fitted on the validation split; the threshold is then read
-off the validation split's cascade curve. Neither ever sees a test set (there is none in the shared data).
+off the validation split's cascade curve (`select_threshold`). Neither ever sees a test set (there is none in the
+shared data). The shipped point measured on the split it was chosen on is in-sample, so the report also
+cross-fits the same rule: chosen on one fixed half of the split, measured on the other, both ways (`cross_fit`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,10 +95,81 @@ def cascade_curve(confidences: np.ndarray, phase1_correct: np.ndarray, phase2_co
     return points
 
 
-def choose_threshold(points: list[Point], phase2_accuracy: float, tolerance: float) -> Point:
-    """The point with the smallest deferral whose accuracy is within `tolerance` of phase 2 alone."""
-    good = [p for p in points if p.accuracy >= phase2_accuracy - tolerance]
-    return min(good, key=lambda p: (p.deferred, -p.accuracy))
+def select_threshold(confidences, phase1_correct, phase2_correct, tolerance: float) -> Point:
+    """The shipped rule, on the reviews given: the point of their cascade curve with the smallest deferral whose
+    accuracy is within `tolerance` of phase 2 alone on the same reviews. The bundle's threshold (on the whole
+    validation split) and the cross-fit (on each half, thousands of times in its bootstrap) both come from here,
+    so it reads the curve as arrays; tests/unit/test_cross_fit.py holds it to cascade_curve."""
+    conf = np.asarray(confidences, dtype=np.float64)
+    c1, c2 = np.asarray(phase1_correct, dtype=float), np.asarray(phase2_correct, dtype=float)
+    n = len(conf)
+    order = np.argsort(conf, kind="stable")
+    sorted_conf = conf[order]
+    accuracy = (c1.sum() + np.concatenate([[0.0], np.cumsum((c2 - c1)[order])])) / n  # the k least sure deferred
+    separable = np.ones(n + 1, dtype=bool)  # a threshold cannot separate equal confidences
+    separable[1:n] = sorted_conf[1:] != sorted_conf[:-1]
+    k = int(np.flatnonzero(separable & (accuracy >= float(c2.mean()) - tolerance))[0])  # k = n always qualifies
+    threshold = 0.5 if k == 0 else float(sorted_conf[k]) if k < n else 1.0
+    return Point(threshold, k / n, float(accuracy[k]))
+
+
+def halves(ids: list[str], seed: int = 0) -> np.ndarray:
+    """Two fixed halves of a split: True for the half whose seeded sha256 of the review id sorts first. The same
+    ids and seed always give the same halves, whatever their order."""
+    digests = [hashlib.sha256(f"{seed}:{i}".encode()).digest() for i in ids]
+    first = np.zeros(len(ids), dtype=bool)
+    first[sorted(range(len(ids)), key=digests.__getitem__)[: len(ids) // 2]] = True
+    return first
+
+
+@dataclass(frozen=True)
+class CrossFit:
+    thresholds: tuple[float, float]  # chosen on the first half (applied to the second), and the other way
+    routed: np.ndarray  # per review: deferred by the threshold chosen on the other half
+    correct: np.ndarray  # per review: the cascade's answer right under that routing
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.correct.mean())
+
+    @property
+    def deferred(self) -> float:
+        return float(self.routed.mean())
+
+
+def cross_fit(confidences, phase1_correct, phase2_correct, first: np.ndarray, tolerance: float) -> CrossFit:
+    """The rule chosen on each half and measured on the other: every review is judged by a threshold that never saw
+    it, and the two halves pool into one out-of-sample accuracy and deferral."""
+    conf = np.asarray(confidences, dtype=np.float64)
+    c1, c2 = np.asarray(phase1_correct, dtype=bool), np.asarray(phase2_correct, dtype=bool)
+    routed = np.zeros(len(conf), dtype=bool)
+    thresholds = []
+    for chosen_on in (first, ~first):
+        threshold = select_threshold(conf[chosen_on], c1[chosen_on], c2[chosen_on], tolerance).threshold
+        routed[~chosen_on] = deferred(conf[~chosen_on], threshold)
+        thresholds.append(threshold)
+    return CrossFit((thresholds[0], thresholds[1]), routed, np.where(routed, c2, c1))
+
+
+def cross_fit_interval(
+    confidences, phase1_correct, phase2_correct, first: np.ndarray, tolerance: float, draws: int = 2000, seed: int = 0
+) -> dict[str, tuple[float, float]]:
+    """95 % percentile bootstrap intervals of the cross-fit accuracy and deferral: each draw resamples the reviews
+    of each half and chooses both thresholds again, so the interval holds the choice's noise as well as the
+    measurement's."""
+    conf, c1, c2 = (np.asarray(a) for a in (confidences, phase1_correct, phase2_correct))
+    rng = np.random.default_rng(seed)
+    index = [np.flatnonzero(first), np.flatnonzero(~first)]
+    accuracy, deferral = np.empty(draws), np.empty(draws)
+    for d in range(draws):
+        a, b = (rng.choice(i, size=len(i)) for i in index)
+        rows = np.concatenate([a, b])
+        fit = cross_fit(conf[rows], c1[rows], c2[rows], np.arange(len(rows)) < len(a), tolerance)
+        accuracy[d], deferral[d] = fit.accuracy, fit.deferred
+    return {
+        "accuracy": tuple(float(x) for x in np.percentile(accuracy, [2.5, 97.5])),
+        "deferred": tuple(float(x) for x in np.percentile(deferral, [2.5, 97.5])),
+    }
 
 
 def oracle_curve(phase1_correct: np.ndarray, phase2_correct: np.ndarray) -> list[tuple[float, float]]:

@@ -65,6 +65,7 @@ class Split:
     name: str
     texts: list[str]
     labels: np.ndarray
+    ids: list[str]  # IMDB's review ids; SST-2 dev has none: its row numbers
 
 
 def evaluation_splits(data_dir: Path = DATA_DIR, val_every: int = 4) -> tuple[Split, Split]:
@@ -72,8 +73,13 @@ def evaluation_splits(data_dir: Path = DATA_DIR, val_every: int = 4) -> tuple[Sp
     _, val_rows = book_split(read_jsonl(data_dir / IMDB_TRAIN), val_every)
     sst_texts, sst_labels = read_sst2(data_dir / SST2_DEV)
     return (
-        Split("imdb_validation", [r["text"] for r in val_rows], np.array([int(r["label"]) for r in val_rows])),
-        Split("sst2_dev", sst_texts, np.array(sst_labels)),
+        Split(
+            "imdb_validation",
+            [r["text"] for r in val_rows],
+            np.array([int(r["label"]) for r in val_rows]),
+            [str(r["id"]) for r in val_rows],
+        ),
+        Split("sst2_dev", sst_texts, np.array(sst_labels), [f"sst2-dev-{i}" for i in range(len(sst_texts))]),
     )
 
 
@@ -139,8 +145,7 @@ def calibrate(
     confidences = np.maximum(p_after, 1 - p_after)
     phase1_correct = (int8 >= 0).astype(int) == val.labels
     phase2_correct = (torch_logits(phase2, val_ids) >= 0).astype(int) == val.labels
-    points = calibration.cascade_curve(confidences, phase1_correct, phase2_correct)
-    chosen = calibration.choose_threshold(points, float(phase2_correct.mean()), cfg.tolerance)
+    chosen = calibration.select_threshold(confidences, phase1_correct, phase2_correct, cfg.tolerance)
     fitted = {
         "temperature": round(temperature, 6),
         "threshold": round(chosen.threshold, 6),

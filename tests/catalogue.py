@@ -34,6 +34,11 @@ def _json(obj) -> bytes:
     return json.dumps(obj).encode("utf-8")
 
 
+def audit(probability, version: str = "1.0-int8") -> dict:
+    """The device's answer as edge.cascade attaches it to an audited instance."""
+    return {"phase1_probability": probability, "phase1_version": version}
+
+
 CASES: list[Case] = [
     # the request as a whole is unusable: one 4xx error body
     Case("empty body (json)", b"", JSON, 400, "empty_body"),
@@ -66,6 +71,37 @@ CASES: list[Case] = [
     Case("key is a boolean", _json({"text": GOOD, "key": True}), JSON, 400, "invalid_key"),
     Case("key is NaN", b'{"text": "great film", "key": NaN}', JSON, 400, "invalid_key"),
     Case("key too long", _json({"text": GOOD, "key": "k" * (LIMITS.max_key_chars + 1)}), JSON, 400, "invalid_key"),
+    Case("audit is not an object", _json({"text": GOOD, "audit": 0.9}), JSON, 400, "invalid_audit"),
+    Case("audit probability above 1", _json({"text": GOOD, "audit": audit(1.5)}), JSON, 400, "invalid_audit"),
+    Case(
+        "audit probability NaN",
+        b'{"text": "great film", "audit": {"phase1_probability": NaN, "phase1_version": "1.0-int8"}}',
+        JSON,
+        400,
+        "invalid_audit",
+    ),
+    Case(
+        "audit probability an integer beyond a float",
+        b'{"text": "great film", "audit": {"phase1_probability": 1' + b"0" * 400 + b', "phase1_version": "v"}}',
+        JSON,
+        400,
+        "invalid_audit",
+    ),
+    Case("audit probability a string", _json({"text": GOOD, "audit": audit("0.9")}), JSON, 400, "invalid_audit"),
+    Case(
+        "audit without a version",
+        _json({"text": GOOD, "audit": {"phase1_probability": 0.9}}),
+        JSON,
+        400,
+        "invalid_audit",
+    ),
+    Case(
+        "audit version too long",
+        _json({"text": GOOD, "audit": audit(0.9, "v" * (LIMITS.max_key_chars + 1))}),
+        JSON,
+        400,
+        "invalid_audit",
+    ),
     # oversize
     Case("1 MB review (text)", b"great " * 174_763, TEXT, 413, "text_too_long"),
     Case("1 MB review (json)", _json({"text": "great " * 174_763}), JSON, 413, "text_too_long"),
@@ -96,6 +132,8 @@ CASES: list[Case] = [
     Case("emoji only", "🎬🍿".encode(), TEXT, 200),
     Case("non-Latin scripts", _json({"text": "素晴らしい映画 фильм отличный فيلم رائع फ़िल्म शानदार"}), JSON, 200),
     Case("numeric key", _json({"text": GOOD, "key": 12.5}), JSON, 200),
+    Case("an audited instance", _json({"text": GOOD, "key": "a1", "audit": audit(0.0)}), JSON, 200),
+    Case("audit null is no audit", _json({"text": GOOD, "audit": None}), JSON, 200),
     # instances: a bad instance is answered in its own slot, the others are predicted
     Case(
         "bad instances answered in their slots",
@@ -120,6 +158,14 @@ CASES: list[Case] = [
         200,
         None,
         (None, "text_too_long"),
+    ),
+    Case(
+        "a malformed audit answered in its slot",
+        _json({"instances": [{"text": GOOD, "audit": audit(1)}, {"text": GOOD, "key": "x", "audit": audit(-0.1)}]}),
+        JSON,
+        200,
+        None,
+        (None, "invalid_audit"),
     ),
     Case(
         "duplicate keys are answered in order",

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from handler.capture import Item, partition, record
+from handler.codec import Audit, sigmoid
 
 START = 1_780_000_000 - 1_780_000_000 % 3600  # an hour boundary
 WINDOW_S = 3600
@@ -36,6 +37,30 @@ def predictions(n: int = 600, seed: int = 7) -> list[dict]:
         if i % 13 == 0 and not error:  # a client retry of the same review, moments later
             retry = item._replace(prediction_id=f"req{i}r:0", logit=logit + 0.01)
             out.append(record(retry, "sentiment", version, when + 1.5, 1024))
+    return out
+
+
+def audited_predictions(n: int = 450, seed: int = 11) -> list[dict]:
+    """Phase-2 traffic of two-phase prediction (sentiment-bigram 1.0) over one hour: deferred reviews, and a third
+    audited, carrying the device's answer: probabilities of exactly 0 and 1 among them, one with a server error,
+    and a retry whose device answer flips. Keys k<i> with truth i % 2, as label_rows labels them."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        truth = i % 2
+        when = START + rng.uniform(0, WINDOW_S - 10)
+        logit = round(rng.gauss(1.5 if truth else -1.5, 1.5), 6)
+        audit = None
+        if i % 3 == 0:
+            p1 = float(truth) if i % 45 == 0 else sigmoid(rng.gauss(2.5 if truth else -2.5, 2.0))
+            audit = Audit(p1, "1.0-int8")
+        error = "internal_error" if i == 30 else None
+        item = Item(f"req{i}:0", f"k{i}", 500, None if error else logit, None if error else 100,
+                    None if error else 3, error, None, audit)  # fmt: skip
+        out.append(record(item, "sentiment-bigram", "1.0", when, 1024))
+        if i == 3:  # the device asked again moments later, and answered the other way
+            retry = item._replace(prediction_id="req3r:0", audit=Audit(1.0 - audit.phase1_probability, "1.0-int8"))
+            out.append(record(retry, "sentiment-bigram", "1.0", when + 2.0, 1024))
     return out
 
 

@@ -1,5 +1,6 @@
-"""The two-phase cascade against a real TorchServe serving sentiment-bigram: deferral, keys, audit, the CLI end
-to end, the bad-input catalogue on phase 2, then a 5xx (no worker) and a server stopped mid-run."""
+"""The two-phase cascade against a real TorchServe serving sentiment-bigram: deferral, keys, audit (both answers
+in the server's capture), the CLI end to end, the bad-input catalogue on phase 2, then a 5xx (no worker) and a
+server stopped mid-run."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import pytest
 
 from edge.cascade import Server, TwoPhaseClient
 from edge.device import DeviceModel
+from evaluation import captures
 from tests.catalogue import CASES, check
 from tests.conftest import ROOT
 from tests.integration.conftest import PHASE2, all_workers_ready, launch_phase2_only
+from tests.integration.test_capture import wait_for
 
 KEYS = ["r1", 2, "r1", 4.5, "r5", "r6"]
 TEXTS = [
@@ -62,6 +65,27 @@ def test_the_shipped_threshold_mixes_both_phases_in_input_order(server, device):
 def test_audited_reviews_are_answered_by_the_device_and_scored_by_the_server(server, device):
     answers = TwoPhaseClient(device, phase2(server), confidence=0.5, audit_rate=1).predict(TEXTS, KEYS)
     assert all(a["phase"] == 1 and a["audit"]["phase2_version"] == "1.0" for a in answers)
+
+
+def test_the_servers_capture_holds_both_answers_of_each_audited_review(server, device):
+    keys = [f"audited-{i}" for i in range(len(TEXTS))]
+    answers = TwoPhaseClient(device, phase2(server), confidence=0.5, audit_rate=1).predict(TEXTS, keys)
+    assert all(a["phase"] == 1 and "audit" in a for a in answers)
+
+    def captured() -> dict | None:
+        found = {r["key"]: r for r in captures.read(server.workdir / "captures").records if r["key"] in keys}
+        return found if len(found) == len(keys) else None
+
+    found = wait_for(captured)
+    for key, answer in zip(keys, answers, strict=True):
+        record = found[key]
+        assert record["model_name"] == PHASE2 and record["error"] is None
+        assert record["audit"] == {  # the device's answer ...
+            "phase1_probability": answer["positive_review_probability"],
+            "phase1_version": device.settings.model_version,
+        }
+        assert record["positive_review_probability"] == answer["audit"]["phase2_probability"]  # ... and the server's
+        assert record["model_version"] == answer["audit"]["phase2_version"]
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if not c.server_only], ids=lambda c: c.name)
