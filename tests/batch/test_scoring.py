@@ -210,7 +210,9 @@ def test_a_declared_key_type_types_the_column_and_a_key_that_does_not_fit_stops_
     ("value", "kind", "expected"),
     [
         (7, "json", "7"),
+        (-(2**70), "json", str(-(2**70))),
         ("7", "json", '"7"'),
+        ('a "quoted"\tkey\\', "json", '"a \\"quoted\\"\\tkey\\\\"'),  # escaped as json.dumps escapes
         (2.50, "json", "2.5"),
         (2**70, "json", str(2**70)),
         ({"a": "é"}, "json", '{"a": "é"}'),
