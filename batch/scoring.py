@@ -23,11 +23,11 @@ from handler.codec import (
     TEXT_FIELDS,
     check_key,
     check_object,
-    check_record,
     check_text,
     decode_utf8,
     parse_json,
     prediction,
+    record_text,
 )
 from handler.errors import ServingError
 from handler.settings import Limits
@@ -105,7 +105,7 @@ def json_line(line: bytes, layout: Layout, limits: Limits) -> tuple[object, str 
         return None, err  # no object, no key
     key = typed_key(record.get(layout.key), layout.key_type)
     try:
-        return key, check_record(record, limits, layout.key, layout.text_fields).text
+        return key, record_text(record, limits, layout.key, layout.text_fields)
     except ServingError as err:
         return key, err
 
