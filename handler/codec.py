@@ -38,6 +38,15 @@ TEXT_FIELDS = ("text", "reviews")  # "reviews" is the book's field name
 # Above this share of unknown tokens the logit is mostly the model's bias: the answer says so rather than
 # passing the prior off as a verdict ("meh", emoji, a review in another language).
 OUT_OF_VOCABULARY = 0.5
+# The prediction object's fields, in its order (docs/api.md); a keyed request's answer has "key" first
+PREDICTION_FIELDS = (
+    "positive_review_probability",
+    "positive_review_logits",
+    "label",
+    "unknown_token_fraction",
+    "out_of_vocabulary",
+    "model_version",
+)
 
 
 @dataclass(frozen=True)
@@ -230,17 +239,24 @@ def sigmoid(logit: float) -> float:
     return z / (1.0 + z)
 
 
+def prediction_values(score: Scored, version: str) -> tuple:
+    """The prediction object's values, in PREDICTION_FIELDS' order: what `prediction` answers, without a dict
+    per review for the batch job, which turns them into columns."""
+    logit, unknown = score.logit, score.unknown_fraction
+    return (
+        sigmoid(logit),
+        logit,
+        "positive" if logit >= 0.0 else "negative",
+        round(unknown, 4),
+        unknown > OUT_OF_VOCABULARY,
+        version,
+    )
+
+
 def prediction(score: Scored, key: Key, version: str) -> dict:
     """The prediction object; the key is echoed unchanged and is never a model input."""
     out = {} if key is None else {"key": key}
-    out.update(
-        positive_review_probability=sigmoid(score.logit),
-        positive_review_logits=score.logit,
-        label="positive" if score.logit >= 0.0 else "negative",
-        unknown_token_fraction=round(score.unknown_fraction, 4),
-        out_of_vocabulary=score.unknown_fraction > OUT_OF_VOCABULARY,
-        model_version=version,
-    )
+    out.update(zip(PREDICTION_FIELDS, prediction_values(score, version), strict=True))
     return out
 
 
