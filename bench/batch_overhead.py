@@ -22,6 +22,7 @@ import argparse
 import cProfile
 import json
 import logging
+import os
 import pstats
 import statistics
 import time
@@ -75,6 +76,7 @@ def profile(run: Callable[[], object], top: int) -> list[dict]:
 
 
 def measure(mar: Path, data: Path, rows: int, repeats: int, batch_size: int, top: int) -> dict:
+    load_before = os.getloadavg()
     scorer, limits = mar_files.load(mar)  # one torch thread, as in a Spark task
     texts = read_texts(data, rows)
     batches = arrow_batches(texts, rows, ARROW_BATCH_ROWS)
@@ -116,6 +118,8 @@ def measure(mar: Path, data: Path, rows: int, repeats: int, batch_size: int, top
         "overhead_batch_fn_over_ceiling": round(statistics.median(overheads), 4),
         "overhead_each_round": [round(o, 4) for o in overheads],
         "overhead_values_over_ceiling": round(median["values"] / median["ceiling"] - 1, 4),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     if top:
