@@ -19,6 +19,9 @@ KEY_TYPES = {"json": pa.string(), "string": pa.string(), "bigint": pa.int64(), "
 SPARK_TYPES = {"json": "string", "string": "string", "bigint": "bigint", "double": "double"}
 _INT64 = (-(2**63), 2**63 - 1)
 _SHOWN = 80  # characters of a key quoted in a message: keys are identifiers, never review text
+# json.dumps(value, ensure_ascii=False) builds a new encoder on every call (only its defaults share one), which
+# costs more than encoding a key; this one has exactly those settings and serves every row
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
 
 
 class KeyTypeMismatch(ValueError):
@@ -27,7 +30,9 @@ class KeyTypeMismatch(ValueError):
 
 def json_text(value: object) -> str:
     """The key's JSON text (NaN and infinities as JSON's common extension writes them)."""
-    text = json.dumps(value, ensure_ascii=False)
+    if type(value) is int:  # the usual key: the encoder writes an int as its repr, and it is ASCII
+        return int.__repr__(value)
+    text = _ENCODER.encode(value)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate from a "\\udc00" escape: kept as the escape

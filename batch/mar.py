@@ -23,7 +23,11 @@ from batch.errors import UsageError
 logger = logging.getLogger(__name__)
 CODE_PACKAGES = ("model", "handler")  # what the archive carries for its handler; the batch job imports the same
 # the handler's shared checks the batch job calls: an archive built before them cannot score a batch
-NEEDED = (("handler/codec.py", "def check_record("), ("handler/codec.py", "def check_key("))
+NEEDED = (
+    ("handler/codec.py", "def record_text("),
+    ("handler/codec.py", "def check_key("),
+    ("handler/codec.py", "def prediction_values("),
+)
 UNPACKED = "sentiment-mar-{digest}"
 CODE_ZIP = "sentiment-code-{digest}.zip"
 _DIGEST = 16  # hex digits of the SHA-256 in a name

@@ -23,11 +23,11 @@ from handler.codec import (
     TEXT_FIELDS,
     check_key,
     check_object,
-    check_record,
     check_text,
     decode_utf8,
     parse_json,
-    prediction,
+    prediction_values,
+    record_text,
 )
 from handler.errors import ServingError
 from handler.settings import Limits
@@ -45,7 +45,9 @@ COLUMN_TYPES = {
     "error_message": pa.string(),
 }
 COLUMNS = tuple(COLUMN_TYPES)
-PREDICTION_COLUMNS = COLUMNS[:-2]
+PREDICTION_COLUMNS = COLUMNS[:-2]  # handler.codec.PREDICTION_FIELDS, which prediction_values follows (tested)
+_NO_ERROR = (None, None)
+_NO_PREDICTION = (None,) * (len(PREDICTION_COLUMNS) - 1)
 # CSV and Parquet key columns of a type a JSON key can have get the online key checks; others (dates, binary,
 # decimals) have no JSON counterpart and pass through unchecked
 CHECKED_KEY_TYPES = ("string", "bigint", "int", "smallint", "tinyint", "double", "float", "boolean")
@@ -105,7 +107,7 @@ def json_line(line: bytes, layout: Layout, limits: Limits) -> tuple[object, str 
         return None, err  # no object, no key
     key = typed_key(record.get(layout.key), layout.key_type)
     try:
-        return key, check_record(record, limits, layout.key, layout.text_fields).text
+        return key, record_text(record, limits, layout.key, layout.text_fields)
     except ServingError as err:
         return key, err
 
@@ -148,28 +150,48 @@ def checked_rows(
     return out
 
 
-def scored_columns(scorer: Scorer, items: Sequence[str | ServingError]) -> dict[str, np.ndarray]:
-    """One row per item, in order: the prediction of a valid text, or the error code and message."""
-    texts = [item for item in items if isinstance(item, str)]
-    scores = iter(score(scorer, texts))
-    n = len(items)
-    columns = {name: np.full(n, None, dtype=object) for name in COLUMNS}
-    columns["model_version"][:] = scorer.version
-    for row, item in enumerate(items):
-        if isinstance(item, ServingError):
-            columns["error"][row], columns["error_message"][row] = item.code, item.message
-            continue
-        pred = prediction(next(scores), None, scorer.version)
-        for name in PREDICTION_COLUMNS:
-            columns[name][row] = pred[name]
-    return columns
+Row = tuple  # an output row: its values in COLUMNS' order
+
+
+def scored_rows(scorer: Scorer, items: Sequence[str | ServingError], batch_size: int | None = None) -> list[Row]:
+    """One row per item, in order: the prediction object's values for a valid text (`batch_size` texts per
+    forward pass, all of them by default), or the error code and message."""
+    rows: list[Row] = []
+    size = batch_size or len(items) or 1
+    for start in range(0, len(items), size):
+        part = items[start : start + size]
+        scores = iter(score(scorer, [item for item in part if isinstance(item, str)]))
+        rows.extend(
+            _error_row(item, scorer.version)
+            if isinstance(item, ServingError)
+            else prediction_values(next(scores), scorer.version) + _NO_ERROR
+            for item in part
+        )
+    return rows
+
+
+def _error_row(err: ServingError, version: str) -> Row:
+    """A refused row: no prediction but the model version (the prediction object's last field), the error."""
+    return (*_NO_PREDICTION, version, err.code, err.message)
+
+
+def row_columns(rows: Sequence[Row]) -> dict[str, Sequence]:
+    """The rows as COLUMNS: one sequence of values per column."""
+    return dict(zip(COLUMNS, list(zip(*rows, strict=True)) or [()] * len(COLUMNS), strict=True))
 
 
 def score_values(
     scorer: Scorer, values: Sequence[object], limits: Limits, encoding: Encoding = PLAIN
 ) -> dict[str, np.ndarray]:
     """One row per value, in order: probability, logit, label, version, or an error code and message."""
-    return scored_columns(scorer, checked(values, limits, encoding))
+    rows = scored_rows(scorer, checked(values, limits, encoding))
+    return {name: _objects(column) for name, column in row_columns(rows).items()}
+
+
+def _objects(values: Sequence) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)  # np.array would make a float array of a column of floats
+    out[:] = values
+    return out
 
 
 def score_batch(
@@ -188,11 +210,8 @@ def score_batch(
         keys = batch.column(0)
         checked_keys = keys.to_pylist() if layout.key_type in CHECKED_KEY_TYPES else None
         items = checked_rows(checked_keys, batch.column(1).to_pylist(), limits, layout.encoding)
-    parts = [scored_columns(scorer, items[i : i + batch_size]) for i in range(0, len(items), batch_size)]
-    arrays = [keys]
-    for name in COLUMNS:
-        column = np.concatenate([part[name] for part in parts]) if parts else np.array([], dtype=object)
-        arrays.append(pa.array(column, COLUMN_TYPES[name], from_pandas=True))
+    columns = row_columns(scored_rows(scorer, items, batch_size))
+    arrays = [keys, *(pa.array(columns[name], COLUMN_TYPES[name], from_pandas=True) for name in COLUMNS)]
     return pa.RecordBatch.from_arrays(arrays, names=[layout.key, *COLUMNS])
 
 

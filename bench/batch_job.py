@@ -54,13 +54,18 @@ def read_texts(path: Path, n: int) -> list[str]:
     return [r["text"] for r in read_jsonl(path, limit=n)]
 
 
+def jsonl_line(key: int, text: str) -> str:
+    """One input line, without its newline (bench/batch_overhead.py profiles the same lines)."""
+    return json.dumps({"id": key, "text": text})
+
+
 def write_input(source: Path, rows: int, target: Path) -> Path:
     """`rows` JSONL lines: the source's reviews over and over, keyed 0, 1, 2, ..."""
     with gzip.open(source, "rt", encoding="utf-8") as f:
         texts = [json.loads(line)["text"] for line in f if line.strip()]
     with open(target, "w", encoding="utf-8") as out:
         for i in range(rows):
-            out.write(json.dumps({"id": i, "text": texts[i % len(texts)]}) + "\n")
+            out.write(jsonl_line(i, texts[i % len(texts)]) + "\n")
     return target
 
 

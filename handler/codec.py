@@ -41,6 +41,15 @@ TEXT_FIELDS = ("text", "reviews")  # "reviews" is the book's field name
 # Above this share of unknown tokens the logit is mostly the model's bias: the answer says so rather than
 # passing the prior off as a verdict ("meh", emoji, a review in another language).
 OUT_OF_VOCABULARY = 0.5
+# The prediction object's fields, in its order (docs/api.md); a keyed request's answer has "key" first
+PREDICTION_FIELDS = (
+    "positive_review_probability",
+    "positive_review_logits",
+    "label",
+    "unknown_token_fraction",
+    "out_of_vocabulary",
+    "model_version",
+)
 
 
 @dataclass(frozen=True)
@@ -83,9 +92,20 @@ def check_text(text: object, limits: Limits) -> str:
         raise ServingError("text_too_long", f"a review may hold at most {limits.max_chars} characters")
     if not _encodable(text):
         raise ServingError("invalid_text", "the review text holds lone UTF-16 surrogates")
-    if not any(ch.isprintable() and not ch.isspace() for ch in text):
+    if not _visible(text):
         raise ServingError("empty_text", "the review text is empty or holds only whitespace and control characters")
     return text
+
+
+def _visible(text: str) -> bool:
+    """True when the text holds a printable character that is not a space: a review shows something.
+
+    A loop rather than any() over a generator, whose set-up costs more than the usual review's one step: it is
+    run on every review, and most answer at their first character."""
+    for ch in text:  # noqa: SIM110 - see above
+        if ch.isprintable() and not ch.isspace():
+            return True
+    return False
 
 
 def check_key(key: object, limits: Limits) -> Key:
@@ -125,6 +145,8 @@ def check_audit(audit: object, limits: Limits) -> Audit | None:
 
 def _encodable(text: str) -> bool:
     """False for strings that hold lone surrogates: no tokenizer or UTF-8 encoder accepts them."""
+    if text.isascii():  # no surrogates, answered without encoding a copy: most reviews
+        return True
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -136,11 +158,32 @@ def check_record(record: dict, limits: Limits, key_field: str = "key", text_fiel
     """One review from a JSON object: its key checked first, then its text (the first of `text_fields` present),
     then its audit.
 
-    The online request's object and the batch job's JSONL line (with the job's key and text field names)."""
-    key = check_key(record.get(key_field), limits)
-    text = next((record[f] for f in text_fields if f in record), None)
-    text = check_text(text, limits)
-    return Instance(text, key, check_audit(record.get("audit"), limits))
+    The online request's object; the batch job, which keeps keys its own way, calls record_text."""
+    text, audit = _checked(record, limits, key_field, text_fields)
+    return Instance(text, record.get(key_field), audit)
+
+
+def record_text(record: dict, limits: Limits, key_field: str = "key", text_fields=TEXT_FIELDS) -> str:
+    """The review text of a JSON object once its key, its text and its audit passed their checks, or the
+    ServingError.
+
+    check_record's checks, for the batch job's JSONL lines (with the job's key and text field names): it needs
+    the text alone, once per line, where an Instance would be built only to be taken apart."""
+    return _checked(record, limits, key_field, text_fields)[0]
+
+
+def _checked(record: dict, limits: Limits, key_field: str, text_fields) -> tuple[str, Audit | None]:
+    check_key(record.get(key_field), limits)
+    text = check_text(_first_field(record, text_fields), limits)
+    return text, check_audit(record.get("audit"), limits)
+
+
+def _first_field(record: dict, fields) -> object:
+    """The value of the first of `fields` that the object holds ("text" wins over "reviews"), else None."""
+    for name in fields:
+        if name in record:
+            return record[name]
+    return None
 
 
 def decode_utf8(body: bytes) -> str:
@@ -236,17 +279,24 @@ def sigmoid(logit: float) -> float:
     return z / (1.0 + z)
 
 
+def prediction_values(score: Scored, version: str) -> tuple:
+    """The prediction object's values, in PREDICTION_FIELDS' order: what `prediction` answers, without a dict
+    per review for the batch job, which turns them into columns."""
+    logit, unknown = score.logit, score.unknown_fraction
+    return (
+        sigmoid(logit),
+        logit,
+        "positive" if logit >= 0.0 else "negative",
+        round(unknown, 4),
+        unknown > OUT_OF_VOCABULARY,
+        version,
+    )
+
+
 def prediction(score: Scored, key: Key, version: str) -> dict:
     """The prediction object; the key is echoed unchanged and is never a model input."""
     out = {} if key is None else {"key": key}
-    out.update(
-        positive_review_probability=sigmoid(score.logit),
-        positive_review_logits=score.logit,
-        label="positive" if score.logit >= 0.0 else "negative",
-        unknown_token_fraction=round(score.unknown_fraction, 4),
-        out_of_vocabulary=score.unknown_fraction > OUT_OF_VOCABULARY,
-        model_version=version,
-    )
+    out.update(zip(PREDICTION_FIELDS, prediction_values(score, version), strict=True))
     return out
 
 

@@ -16,7 +16,7 @@ from batch.keys import KeyTypeMismatch, typed_key
 from batch.scoring import COLUMNS, PREDICTION_COLUMNS, Encoding, Layout, score_batch, score_values, text_fields
 from batch.settings import JobSettings, format_of
 from bench.reviews import load_reviews
-from handler.codec import decode, respond
+from handler.codec import PREDICTION_FIELDS, decode, prediction, prediction_values, respond
 from model.infer import score
 from tests.conftest import BOOK_REVIEWS, MAR
 
@@ -61,6 +61,15 @@ def test_scores_equal_the_handlers_own_path(loaded):
         "invalid_text",
         "text_too_long",
     ]
+
+
+def test_the_prediction_columns_are_the_prediction_objects_fields_in_its_order(loaded):
+    scorer, _ = loaded
+    assert PREDICTION_COLUMNS == PREDICTION_FIELDS
+    assert (*PREDICTION_FIELDS, "error", "error_message") == COLUMNS
+    [answer] = score(scorer, [BOOK_REVIEWS["positive"]])
+    assert tuple(prediction(answer, "k", "1.0")) == ("key", *PREDICTION_FIELDS)
+    assert tuple(prediction(answer, None, "1.0").values()) == prediction_values(answer, "1.0")
 
 
 def test_json_encoded_values_are_decoded_as_the_handler_decodes_json(loaded):
@@ -210,7 +219,9 @@ def test_a_declared_key_type_types_the_column_and_a_key_that_does_not_fit_stops_
     ("value", "kind", "expected"),
     [
         (7, "json", "7"),
+        (-(2**70), "json", str(-(2**70))),
         ("7", "json", '"7"'),
+        ('a "quoted"\tkey\\', "json", '"a \\"quoted\\"\\tkey\\\\"'),  # escaped as json.dumps escapes
         (2.50, "json", "2.5"),
         (2**70, "json", str(2**70)),
         ({"a": "é"}, "json", '{"a": "é"}'),

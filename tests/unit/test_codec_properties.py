@@ -8,7 +8,17 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from handler.codec import Request, decode, dumps, respond
+from handler.codec import (
+    TEXT_FIELDS,
+    Instance,
+    Request,
+    check_record,
+    check_text,
+    decode,
+    dumps,
+    record_text,
+    respond,
+)
 from handler.errors import ServingError
 from handler.settings import Limits
 from model.infer import Score
@@ -91,3 +101,43 @@ def test_arbitrary_unicode(text, content_type, logit):
     assert_answer_encodes(
         outcome(json.dumps({"instances": [text, {"text": text}]}).encode(), "application/json"), logit
     )
+
+
+# any code point, lone surrogates and the characters near the checks' edges (spaces, controls) drawn often
+ANY_TEXT = st.text(st.characters(categories=["Cs", "Zs", "Zl", "Zp", "Cc", "Cf", "Mn", "Ll", "Lo", "So"]), max_size=12)
+
+
+@FAST
+@given(text=ANY_TEXT | st.text(max_size=12))
+def test_a_text_is_refused_exactly_as_the_rules_say(text):
+    """check_text's rules, each written out plainly: an unencodable text is invalid, one that shows no printable
+    character other than spaces is empty."""
+    try:
+        text.encode("utf-8")
+        encodable = True
+    except UnicodeEncodeError:
+        encodable = False
+    shows = any(ch.isprintable() and not ch.isspace() for ch in text)
+    expected = None if encodable and shows else "invalid_text" if not encodable else "empty_text"
+    try:
+        assert check_text(text, LIMITS) is text and expected is None
+    except ServingError as err:
+        assert err.code == expected
+
+
+@FAST
+@given(record=st.dictionaries(st.sampled_from(["id", "key", "text", "reviews", "body"]), KEYS | TEXTS, max_size=4))
+def test_the_batch_jobs_record_text_is_check_records_text(record):
+    """The batch job reads a JSONL line's text with record_text, online reads an object with check_record: the
+    same checks (key, then the first text field present), the same answer, for the default and renamed fields."""
+    for key_field, fields in (("key", TEXT_FIELDS), ("id", ("body",))):
+        try:
+            online = check_record(record, LIMITS, key_field, fields)
+        except ServingError as err:
+            online = err
+        try:
+            text = record_text(record, LIMITS, key_field, fields)
+        except ServingError as err:
+            assert isinstance(online, ServingError) and (err.code, err.message) == (online.code, online.message)
+        else:
+            assert online == Instance(text, record.get(key_field))
