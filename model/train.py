@@ -106,7 +106,7 @@ def write_baseline(net: SentimentNet, tokenizer, val_ids: list[list[int]], val_l
     net.eval()
     with torch.no_grad():
         logits = [x for s in range(0, len(val_ids), 512) for x in net(*pack(val_ids[s : s + 512])).tolist()]
-    unk = tokenizer.convert_tokens_to_ids(UNK)
+    unk = tokenizer.backend.token_to_id(UNK)
     baseline.save(out, logits, [len(ids) for ids in val_ids], [ids.count(unk) for ids in val_ids], val_labels)
 
 
