@@ -65,10 +65,18 @@ def model_config_with(text: str, settings: dict) -> str:
     return out
 
 
+def tokenizer_of(artifacts: Path) -> Path:
+    """The tokenizer a model was trained with: its own, when training wrote one beside it (the sentiment model, and
+    a retrained candidate with the vocabulary of its new data), else the one tokenizer (the phase-2 model, which
+    records that tokenizer's digest in its config)."""
+    own = artifacts / TOKENIZER_DIR
+    return own if own.is_dir() else TOKENIZER
+
+
 def check_tokenizer(artifacts: Path) -> None:
     """A model trained on other token ids than the tokenizer's would answer nonsense: refuse to archive it."""
     trained_with = json.loads((artifacts / CONFIG_FILE).read_text()).get("tokenizer_sha256")
-    if trained_with and trained_with != file_sha256(TOKENIZER / "tokenizer.json"):
+    if trained_with and trained_with != file_sha256(tokenizer_of(artifacts) / "tokenizer.json"):
         raise RuntimeError(
             f"{artifacts} was trained with another {TOKENIZER / 'tokenizer.json'}: retrain it (make train-bigram)"
         )
@@ -105,7 +113,7 @@ def build(
             for module in modules:
                 shutil.copy2(ROOT / package / module, extra / package / module)
         shutil.copy2(artifacts / CONFIG_FILE, extra / CONFIG_FILE)
-        shutil.copytree(TOKENIZER, extra / TOKENIZER_DIR)
+        shutil.copytree(tokenizer_of(artifacts), extra / TOKENIZER_DIR)
         for evaluation_file in (BASELINE_FILE, CALIBRATION_FILE):  # what evaluation/ compares this version with
             if (artifacts / evaluation_file).exists():
                 shutil.copy2(artifacts / evaluation_file, extra / evaluation_file)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import zipfile
 from dataclasses import replace
+from pathlib import Path
 
 from model.baseline import BASELINE_FILE
 from model.config import ModelConfig
@@ -24,9 +26,8 @@ def review(rng: random.Random, label: int) -> str:
     return " ".join(words)
 
 
-def test_training_writes_the_model_its_baseline_and_its_calibration(tmp_path):
-    rng = random.Random(0)
-    data = tmp_path / "data"
+def corpus(data: Path, rng: random.Random) -> None:
+    """A data directory as `make train` reads it: 400 labeled reviews, 40 SST-2 phrases."""
     (data / IMDB_TRAIN).parent.mkdir(parents=True)
     (data / SST2_DEV).parent.mkdir(parents=True)
     with gzip.open(data / IMDB_TRAIN, "wt", encoding="utf-8") as f:
@@ -34,6 +35,11 @@ def test_training_writes_the_model_its_baseline_and_its_calibration(tmp_path):
             f.write(json.dumps({"id": i, "text": review(rng, i % 2), "label": i % 2}) + "\n")
     rows = "".join(f"{review(rng, i % 2)}\t{i % 2}\n" for i in range(40))
     (data / SST2_DEV).write_text("sentence\tlabel\n" + rows)
+
+
+def test_training_writes_the_model_its_baseline_and_its_calibration(tmp_path):
+    data = tmp_path / "data"
+    corpus(data, random.Random(0))
     out = tmp_path / "artifacts"
     cfg = replace(ModelConfig(), epochs=2, vocab_size=50, min_frequency=1, max_tokens=64)
     extra = [{"text": "superb superb", "label": 1}]
@@ -44,3 +50,25 @@ def test_training_writes_the_model_its_baseline_and_its_calibration(tmp_path):
     assert metrics["train_reviews"] == 300 + len(extra) and metrics["val_reviews"] == 100
     baseline = json.loads((out / BASELINE_FILE).read_text())
     assert baseline["n"] == 100 and baseline["accuracy"] == metrics["val_accuracy"]
+
+
+def test_a_retrained_models_archive_answers_as_it_trained(tmp_path):
+    """A candidate trained on new data has a vocabulary of its own: its archive must carry that tokenizer, not the
+    shipped model's, or its ids mean other words and it answers nonsense (the retrain gate would refuse it)."""
+    from evaluation.retrain import accuracy_of
+    from model.data import book_split, read_jsonl
+    from model.export import export
+    from model.infer import TOKENIZER_DIR
+    from serving.archive import build
+
+    data, out = tmp_path / "data", tmp_path / "artifacts"
+    corpus(data, random.Random(1))
+    cfg = replace(ModelConfig(), epochs=2, vocab_size=50, min_frequency=1, max_tokens=64)
+    metrics = train(cfg, data, out)
+    export(out)
+    archive = build("sentiment", "2.0", tmp_path / "store", artifacts=out)
+    with zipfile.ZipFile(archive) as z:
+        assert z.read(f"{TOKENIZER_DIR}/tokenizer.json") == (out / TOKENIZER_DIR / "tokenizer.json").read_bytes()
+    _, val = book_split(read_jsonl(data / IMDB_TRAIN), cfg.val_every)
+    right = accuracy_of(archive, [r["text"] for r in val], [r["label"] for r in val])
+    assert sum(right) / len(right) == metrics["val_accuracy"]
