@@ -27,6 +27,7 @@ import shutil
 import socket
 import threading
 import time
+from json.encoder import encode_basestring_ascii as _string  # json.dumps' own escaping of a str (C)
 from pathlib import Path
 from typing import NamedTuple
 
@@ -120,6 +121,36 @@ def record(item: Item, model_name: str, version: str, when: float | str, max_tok
     return out
 
 
+class Model(NamedTuple):
+    """The model a writer's records are of, with its two fields as JSON text, written once."""
+
+    name: str
+    version: str
+    fields: str
+
+    @classmethod
+    def of(cls, name: str, version: str) -> Model:
+        return cls(name, version, f'"model_name": {_string(name)}, "model_version": {_string(version)}')
+
+
+def line(item: Item, model: Model, stamp: str, max_tokens: int) -> str:
+    """`json.dumps(record(...))`, byte for byte (tested), from a template for what nearly every record is: an
+    answered instance without audit or text. A third of the general path's cost, paid in the worker's process
+    for every instance it answers; the others take the general path."""
+    logit, tokens = item.logit, item.tokens
+    if logit is None or item.audit is not None or item.text is not None or item.chars is None:
+        return json.dumps(record(item, model.name, model.version, stamp, max_tokens))
+    key = item.key
+    return (
+        f'{{"prediction_id": {_string(item.prediction_id)}, "key": '
+        f"{_string(key) if isinstance(key, str) else json.dumps(key)}, {model.fields}, "
+        f'"time": "{stamp}", "positive_review_probability": {sigmoid(logit)!r}, "positive_review_logits": '
+        f'{logit!r}, "label": "{"positive" if logit >= 0.0 else "negative"}", "chars": {item.chars}, '
+        f'"tokens": {tokens}, "truncated": {"true" if tokens >= max_tokens else "false"}, '
+        f'"unknown_token_fraction": {(item.unknown_tokens / tokens if tokens else 1.0)!r}, "error": null}}'
+    )
+
+
 def resolve(directory: str) -> Path:
     """A relative capture directory is relative to the frontend's working directory (where `torchserve --start`
     ran); TorchServe starts each worker in the unpacked archive's temporary directory, so the worker's own
@@ -153,6 +184,7 @@ class CaptureWriter:
         self.max_tokens = max_tokens
         self.directory = resolve(settings.directory)
         self.file_name = f"{socket.gethostname()}-{os.getpid()}.jsonl"
+        self.model = Model.of(model_name, version)
         self.private = settings.capture_text  # files holding review text: owner only
         self.lost = 0  # records not written: a write failed (full disk, read-only or deleted directory, ...)
         self.dropped = 0  # records not queued: the writer fell `queue_batches` behind
@@ -233,8 +265,7 @@ class CaptureWriter:
             path = partition(self.directory, self.model_name, self.version, when) / self.file_name
             lines = by_path.setdefault(path, [])
             stamp = utc(when)
-            for item in batch:
-                lines.append(json.dumps(record(item, self.model_name, self.version, stamp, self.max_tokens)))
+            lines.extend(line(item, self.model, stamp, self.max_tokens) for item in batch)
         for path, lines in by_path.items():
             data = ("\n".join(lines) + "\n").encode("utf-8")
             if self._torn:

@@ -12,6 +12,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as settings_of_hypothesis
+from hypothesis import strategies as st
 
 from evaluation import captures
 from evaluation.captures import read as read_captures
@@ -152,3 +155,33 @@ def test_the_handler_captures_every_answered_instance(served, captures):
     got = [(r["key"], r["label"], r["error"]) for r in records]
     assert got == [("cap-1", "positive", None), (None, None, "empty_body")]
     assert records[0]["prediction_id"] == "req-0:0" and records[0]["model_name"] == "sentiment"
+
+
+KEYS = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=40)
+)
+
+
+@settings_of_hypothesis(max_examples=500, deadline=None)
+@given(
+    key=KEYS,
+    request_id=st.text(max_size=40),
+    logit=st.one_of(st.none(), st.floats(min_value=-1e6, max_value=1e6)),
+    tokens=st.integers(min_value=0, max_value=2000),
+    unknown=st.integers(min_value=0, max_value=2000),
+    chars=st.one_of(st.none(), st.integers(min_value=0, max_value=100_000)),
+    text=st.one_of(st.none(), st.text(max_size=30)),
+    audited=st.booleans(),
+)
+def test_a_line_is_the_json_of_its_record(key, request_id, logit, tokens, unknown, chars, text, audited):
+    """The writer's template and json.dumps(record(...)) write the same bytes, for any key, id and score."""
+    from handler.codec import Audit
+
+    audit = Audit(0.25, "1.0") if audited else None
+    error = None if logit is not None else "invalid_text"
+    item = Item(f"{request_id}:0", key, chars, logit, tokens, min(unknown, tokens), error, text, audit)
+    model = capture.Model.of("sentiment-ü", '1.0"')
+    stamp = capture.utc(1_796_000_000.5)
+    assert capture.line(item, model, stamp, 1024) == json.dumps(
+        capture.record(item, "sentiment-ü", '1.0"', stamp, 1024)
+    )
