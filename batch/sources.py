@@ -57,7 +57,8 @@ def _csv(spark: SparkSession, path: str) -> DataFrame:
 
 def _jsonl(spark: SparkSession, path: str, settings: JobSettings) -> Source:
     # Spark's text source keeps each line's bytes as they are: cast to binary, they reach Python undecoded
-    lines = spark.read.text(path).select(F.col("value").cast("binary").alias("line"))
+    lines = _even_splits(spark, lambda: spark.read.text(path), settings)
+    lines = lines.select(F.col("value").cast("binary").alias("line"))
     fields = text_fields(settings.text_column)
     records = [_record(line) for line in lines.limit(KEY_SAMPLE).toArrow().column(0).to_pylist()]
     records = [r for r in records if r is not None]
@@ -98,6 +99,43 @@ def _text_value(frame: DataFrame, name: str) -> tuple[Column, Encoding]:
     if isinstance(dtype, (StructType, MapType)):
         return F.to_json(F.col(name)), JSON
     return F.to_json(F.col(name).cast("variant")), JSON
+
+
+def _even_splits(spark: SparkSession, read, settings: JobSettings) -> DataFrame:
+    """`read()` of a splittable input in enough splits (see _repartitioned) and in a multiple of the slots, by the
+    split size alone: every slot then runs as many equal tasks (eleven 128 MB splits on 2 slots left one slot
+    idle for the whole last task), and no shuffle is needed to spread a large file. An input that does not
+    split (a gzipped file) keeps Spark's split size and is repartitioned after reading."""
+    slots = spark.sparkContext.defaultParallelism
+    wanted = settings.partitions or 4 * slots
+    frame = read()
+    have = frame.rdd.getNumPartitions()
+    if have >= wanted and have % slots == 0:
+        return frame
+    target = max(wanted, -(-have // slots) * slots)
+    key = "spark.sql.files.maxPartitionBytes"
+    original = spark.conf.get(key, None)
+    spark.conf.set(key, str(max(1, -(-_input_bytes(spark, frame) // target))))
+    even = read()
+    got = even.rdd.getNumPartitions()
+    if got == have:  # the split size changes nothing: the input does not split
+        if original is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, original)
+        return frame
+    logger.info("reading the input in %d splits (was %d) for %d slots", got, have, slots)
+    return even
+
+
+def _input_bytes(spark: SparkSession, frame: DataFrame) -> int:
+    """The size of the files a frame reads, from their filesystem (local, HDFS, S3: any Hadoop filesystem)."""
+    jvm, conf = spark.sparkContext._jvm, spark.sparkContext._jsc.hadoopConfiguration()
+    total = 0
+    for name in frame.inputFiles():
+        path = jvm.org.apache.hadoop.fs.Path(name)
+        total += path.getFileSystem(conf).getFileStatus(path).getLen()
+    return total
 
 
 def _repartitioned(frame: DataFrame, settings: JobSettings, spark: SparkSession) -> DataFrame:

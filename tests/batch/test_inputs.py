@@ -3,11 +3,13 @@ kept or the job stops, and batch and online answer every input of the bad-input 
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pandas as pd
 import pytest
 
+from batch import sources
 from batch.errors import UsageError
 from batch.job import run
 from batch.keys import json_text
@@ -151,3 +153,32 @@ def test_batch_and_online_answer_the_whole_bad_input_catalogue_alike(spark, mar_
         (online,) = _online(value.encode("utf-8"), "text/plain")
         assert by_id[i]["error"] == code == (online[0] if online else None), name
         assert by_id[i]["error_message"] == (online[1] if online else None), name
+
+
+@pytest.fixture
+def split_size_restored(spark):
+    yield
+    spark.conf.unset("spark.sql.files.maxPartitionBytes")
+
+
+def test_a_large_jsonl_file_is_read_in_even_splits_without_a_shuffle(spark, tmp_path, split_size_restored):
+    """Enough splits for every slot (4 a slot) and a multiple of the slots, by the split size: equal tasks, no
+    slot idle for a last one, and no shuffle to spread the file. A gzipped file cannot split: it is spread by a
+    shuffle, as before."""
+    line = json.dumps({"id": 0, "text": BOOK_REVIEWS["positive"]}) + "\n"
+    plain = tmp_path / "big.jsonl"
+    plain.write_text(line * (6_000_000 // len(line)))  # 6 MB: Spark's own split size makes 2 splits of it
+    settings = JobSettings(input=plain, output=tmp_path / "out")
+    source = sources.read_source(spark, settings)
+    slots = spark.sparkContext.defaultParallelism
+    splits = source.frame.rdd.getNumPartitions()
+    assert splits >= 4 * slots and splits % slots == 0
+    assert "Exchange" not in source.frame._jdf.queryExecution().executedPlan().toString()
+    spark.conf.unset("spark.sql.files.maxPartitionBytes")
+
+    packed = tmp_path / "big.jsonl.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    source = sources.read_source(spark, JobSettings(input=packed, output=tmp_path / "out-gz"))
+    assert source.frame.rdd.getNumPartitions() == 4 * slots
+    assert "Exchange" in source.frame._jdf.queryExecution().executedPlan().toString()
+    assert spark.conf.get("spark.sql.files.maxPartitionBytes", None) in (None, "134217728b", "128MB")
