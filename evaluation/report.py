@@ -186,7 +186,7 @@ def plots(
     ax.axhline(0.25, color="grey", lw=0.6, ls="--")
     ax.set_yscale("symlog", linthresh=0.1)  # PSI of a new register reaches 8; the 0.1 and 0.25 bands stay visible
     ax.set_ylim(0, peak * 2)
-    ax.set(ylabel="statistic (symlog)", title="Drift against the validation baseline")
+    ax.set(ylabel="statistic (symlog)", title="Drift against each version's baseline")
     ax.legend(fontsize=6, ncol=2)
     fig.autofmt_xdate()
     out["drift"] = _png(fig, plt)
