@@ -10,7 +10,7 @@ import time
 from pyspark.sql import DataFrame, SparkSession
 
 from batch import mar as mar_files
-from batch import storage
+from batch import sources, storage
 from batch.errors import UsageError
 from batch.output import staged
 from batch.progress import Progress
@@ -49,7 +49,7 @@ def run(spark: SparkSession, settings: JobSettings) -> Summary:
     with Storage(spark, settings.output) as fs, staged(fs, settings.output) as target:
         started = time.perf_counter()
         parquet = storage.child(target, PARQUET)
-        with Progress(spark.sparkContext):
+        with Progress(spark.sparkContext), sources.split_size_kept(spark):
             _write(predictions(spark, settings), parquet)
         if settings.jsonl:  # the same rows, read back rather than scored twice
             spark.read.parquet(parquet).write.json(storage.child(target, JSONL), ignoreNullFields=False)

@@ -12,6 +12,7 @@ to be refused in Python as online.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from batch.settings import JobSettings
 logger = logging.getLogger(__name__)
 TEXT = "_text"  # the text value column handed to the scoring function
 KEY_SAMPLE = 10_000  # JSONL lines read to find the keys' type
+SPLIT_SIZE = "spark.sql.files.maxPartitionBytes"  # set per job by _even_splits
 
 
 @dataclass(frozen=True)
@@ -102,30 +104,45 @@ def _text_value(frame: DataFrame, name: str) -> tuple[Column, Encoding]:
 
 
 def _even_splits(spark: SparkSession, read, settings: JobSettings) -> DataFrame:
-    """`read()` of a splittable input in enough splits (see _repartitioned) and in a multiple of the slots, by the
-    split size alone: every slot then runs as many equal tasks (eleven 128 MB splits on 2 slots left one slot
-    idle for the whole last task), and no shuffle is needed to spread a large file. An input that does not
-    split (a gzipped file) keeps Spark's split size and is repartitioned after reading."""
+    """`read()` of a splittable input in enough splits (see _repartitioned) and, unless --partitions says how many,
+    in a multiple of the slots, by the split size alone: every slot then runs as many equal tasks (eleven 128 MB
+    splits on 2 slots left one slot idle for the whole last task), and no shuffle is needed to spread a large
+    file. An input that does not split (a gzipped file) keeps Spark's split size and is repartitioned after
+    reading."""
     slots = spark.sparkContext.defaultParallelism
     wanted = settings.partitions or 4 * slots
     frame = read()
     have = frame.rdd.getNumPartitions()
-    if have >= wanted and have % slots == 0:
+    if have >= wanted and (settings.partitions or have % slots == 0):  # --partitions: the user's count, as it is
         return frame
-    target = max(wanted, -(-have // slots) * slots)
-    key = "spark.sql.files.maxPartitionBytes"
-    original = spark.conf.get(key, None)
-    spark.conf.set(key, str(max(1, -(-_input_bytes(spark, frame) // target))))
+    target = wanted if settings.partitions else max(wanted, -(-have // slots) * slots)
+    original = spark.conf.get(SPLIT_SIZE, None)
+    spark.conf.set(SPLIT_SIZE, str(max(1, -(-_input_bytes(spark, frame) // target))))
     even = read()
     got = even.rdd.getNumPartitions()
     if got == have:  # the split size changes nothing: the input does not split
-        if original is None:
-            spark.conf.unset(key)
-        else:
-            spark.conf.set(key, original)
+        _set(spark, original)
         return frame
     logger.info("reading the input in %d splits (was %d) for %d slots", got, have, slots)
     return even
+
+
+@contextlib.contextmanager
+def split_size_kept(spark: SparkSession):
+    """Around a job: the session's split size as it was before, once the job ran. Spark plans the scan when the
+    job runs, so _even_splits' size must hold until then, and no longer: the next job's input is another."""
+    original = spark.conf.get(SPLIT_SIZE, None)
+    try:
+        yield
+    finally:
+        _set(spark, original)
+
+
+def _set(spark: SparkSession, size: str | None) -> None:
+    if size is None:
+        spark.conf.unset(SPLIT_SIZE)
+    else:
+        spark.conf.set(SPLIT_SIZE, size)
 
 
 def _input_bytes(spark: SparkSession, frame: DataFrame) -> int:
