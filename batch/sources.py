@@ -28,7 +28,7 @@ from batch.settings import JobSettings
 
 logger = logging.getLogger(__name__)
 TEXT = "_text"  # the text value column handed to the scoring function
-KEY_SAMPLE = 10_000  # JSONL lines read to find the keys' type
+KEY_SAMPLE = 10_000  # JSONL lines read on the driver to check that the key and text fields exist
 SPLIT_SIZE = "spark.sql.files.maxPartitionBytes"  # set per job by _even_splits
 
 
@@ -62,7 +62,8 @@ def _jsonl(spark: SparkSession, path: str, settings: JobSettings) -> Source:
     lines = _even_splits(spark, lambda: spark.read.text(path), settings)
     lines = lines.select(F.col("value").cast("binary").alias("line"))
     fields = text_fields(settings.text_column)
-    records = [_record(line) for line in lines.limit(KEY_SAMPLE).toArrow().column(0).to_pylist()]
+    # take() reads the first split, and more only if it holds fewer lines; a limited collect reads every split
+    records = [_record(row[0]) for row in lines.take(KEY_SAMPLE)]
     records = [r for r in records if r is not None]
     if records and not any(settings.key_column in r for r in records):
         raise UsageError(

@@ -4,12 +4,17 @@
 
 The input is IMDB's 50,000 unlabeled reviews repeated, each line with a unique key, written as uncompressed
 JSONL (splittable, as a large input is) into a temporary directory that is removed at the end. Measures, in one
-run: the ceiling (batch.scoring.score_values on one core, one torch thread, in a fresh process, times the
-number of cores; before and after the jobs, on a shared machine), each job end to end (`python -m batch` in a
-process of its own: read, score, write; Spark's start-up excluded), where its time went (Spark's event log,
-and the CPU seconds of the driver, the JVM and the Python workers against the ceiling's CPU seconds for as
-many rows: a share that other processes on a shared machine leave as it is, where rows/s fall with them), and
-the peak memory of the driver (the Python process and, in local mode, the JVM) against the input's size.
+run: the ceiling (batch.scoring.score_values on one core, one torch thread, in a fresh process, for
+`--ceiling-seconds`, times the number of cores), right before and right after every job; each job end to end
+(`python -m batch` in a process of its own: read, score, write; Spark's start-up excluded); where its time went
+(Spark's event log, and the CPU seconds of the driver, the JVM and the Python workers against the ceiling's CPU
+seconds for as many rows); and the peak memory of the driver (the Python process and, in local mode, the JVM)
+against the input's size.
+
+A job's ratio is its rows/s over the cores times the mean of the two ceilings beside it: this machine's speed
+drifts by 10 % and more over minutes, and a job compared with the ceiling measured at its own time carries
+less of that drift than one compared with a ceiling measured minutes away. The headline is the median of the
+first variant's ratios.
 
 Variants of the local tuning (batch/local.py), run alternately on the same input:
   tuned       the shipped default for a local master
@@ -21,6 +26,7 @@ Variants of the local tuning (batch/local.py), run alternately on the same input
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import json
 import logging
@@ -69,28 +75,32 @@ def write_input(source: Path, rows: int, target: Path) -> Path:
     return target
 
 
-def ceiling(mar: Path, texts: list[str], batch_size: int) -> tuple[float, float]:
+def ceiling(mar: Path, texts: list[str], batch_size: int, seconds: float) -> tuple[float, float]:
     """(rows per second, rows per CPU second) of score_values on one core: validation, tokenization, forward
-    pass, prediction objects. The second does not fall when other processes share the core."""
+    pass, prediction objects, over `texts` again and again for at least `seconds`. The second does not fall when
+    other processes share the core."""
     scorer, limits = mar_files.load(mar)  # sets one torch thread
     score_values(scorer, texts[:batch_size], limits)  # warm-up
-    started, cpu = time.perf_counter(), time.process_time()
-    for i in range(0, len(texts), batch_size):
-        score_values(scorer, texts[i : i + batch_size], limits)
-    return len(texts) / (time.perf_counter() - started), len(texts) / (time.process_time() - cpu)
+    rows, started, cpu = 0, time.perf_counter(), time.process_time()
+    while time.perf_counter() - started < seconds:
+        for i in range(0, len(texts), batch_size):
+            rows += len(score_values(scorer, texts[i : i + batch_size], limits)["label"])
+    return rows / (time.perf_counter() - started), rows / (time.process_time() - cpu)
 
 
-def _ceiling_worker(args: tuple[Path, list[str], int]) -> tuple[float, float]:
+def _ceiling_worker(args: tuple[Path, list[str], int, float]) -> tuple[float, float]:
     return ceiling(*args)
 
 
-def parallel_ceiling(mar: Path, texts: list[str], batch_size: int, processes: int) -> tuple[float, float]:
+def parallel_ceiling(
+    mar: Path, texts: list[str], batch_size: int, processes: int, seconds: float
+) -> tuple[float, float]:
     """Summed rows/s of `processes` fresh processes running the ceiling at once (1: the one-core ceiling), and
     the rows per CPU second of one of them."""
     import multiprocessing
 
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
-        results = pool.map(_ceiling_worker, [(mar, texts, batch_size)] * processes)
+        results = pool.map(_ceiling_worker, [(mar, texts, batch_size, seconds)] * processes)
     return sum(r for r, _ in results), statistics.median(c for _, c in results)
 
 
@@ -254,7 +264,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "batch.json")
     parser.add_argument("--variants", default="tuned", help=f"comma-separated, of {', '.join(VARIANTS)}")
     parser.add_argument("--rounds", type=int, default=1, help="runs of each variant, alternating")
-    parser.add_argument("--ceiling-rows", type=int, default=10_000)
+    parser.add_argument("--ceiling-rows", type=int, default=10_000, help="distinct reviews the ceiling cycles through")
+    parser.add_argument("--ceiling-seconds", type=float, default=8.0, help="each measure of the ceiling")
     parser.add_argument("--batch-size", type=int, default=256)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -268,20 +279,24 @@ def main(argv: list[str] | None = None) -> None:
     texts = read_texts(args.data, args.ceiling_rows)
     workdir = Path(tempfile.mkdtemp(prefix="bench-batch-"))
     try:
-        per_core, per_cpu = map(list, zip(parallel_ceiling(args.mar, texts, args.batch_size, 1), strict=True))
-        joint, _ = parallel_ceiling(args.mar, texts, args.batch_size, cores)
-        logger.info("ceiling: %.0f rows/s on one core; %d processes at once: %.0f", per_core[0], cores, joint)
+        ceilings = functools.partial(parallel_ceiling, args.mar, texts, args.batch_size, seconds=args.ceiling_seconds)
+        joint, _ = ceilings(processes=cores)
         small = write_input(args.data, args.memory_rows, workdir / "small.jsonl")
         memory_run = run_job(small, workdir, args.mar, cores, variants[0], "small")
         small.unlink()
         large = write_input(args.data, args.rows, workdir / "large.jsonl")
+        per_core, per_cpu = map(list, zip(ceilings(processes=1), strict=True))
+        logger.info("ceiling: %.0f rows/s on one core; %d processes at once: %.0f", per_core[0], cores, joint)
         runs = []
         for round_ in range(args.rounds):
             for variant in variants:
                 runs.append(run_job(large, workdir, args.mar, cores, variant, f"{variant}-{round_}"))
-                rate, cpu_rate = parallel_ceiling(args.mar, texts, args.batch_size, 1)  # a shared machine: again
+                rate, cpu_rate = ceilings(processes=1)
                 per_core.append(rate)
                 per_cpu.append(cpu_rate)
+                beside = (per_core[-2] + per_core[-1]) / 2  # the ceiling right before and right after this job
+                runs[-1]["ceiling_beside_rows_per_second_per_core"] = round(beside, 1)
+                runs[-1]["ratio_to_ceiling_beside"] = round(runs[-1]["job_rows_per_second"] / (beside * cores), 3)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -290,12 +305,12 @@ def main(argv: list[str] | None = None) -> None:
     by_variant = {}
     for variant in variants:
         mine = [r for r in runs if r["variant"] == variant]
-        rate = statistics.median(r["job_rows_per_second"] for r in mine)
+        ratios = [r["ratio_to_ceiling_beside"] for r in mine]
         cpu = [sum(v for k, v in r.items() if k.startswith("cpu_seconds")) for r in mine]
         by_variant[variant] = {
-            "job_rows_per_second_median": round(rate, 1),
-            "ratio_to_ceiling": round(rate / (ceiling_per_core * cores), 3),
-            "ratios": [round(r["job_rows_per_second"] / (ceiling_per_core * cores), 3) for r in mine],
+            "job_rows_per_second_median": round(statistics.median(r["job_rows_per_second"] for r in mine), 1),
+            "ratio_to_ceiling": round(statistics.median(ratios), 3),
+            "ratios": ratios,
             # the ceiling's CPU seconds for these rows over the job's: what share of the job's CPU is scoring
             "cpu_efficiency": [round(r["rows"] / ceiling_per_cpu / c, 3) for r, c in zip(mine, cpu, strict=True)],
         }
@@ -315,7 +330,7 @@ def main(argv: list[str] | None = None) -> None:
         "variant": variants[0],
         "job_rows_per_second": headline["job_rows_per_second_median"],
         "ratio_to_ceiling": headline["ratio_to_ceiling"],
-        "ratio_to_processes_at_once": round(headline["job_rows_per_second_median"] / joint, 3),
+        "ratio_to_processes_at_once": round(headline["job_rows_per_second_median"] / joint, 3),  # measured once
         "by_variant": by_variant,
         "driver_memory": {
             f"{args.memory_rows}_rows": {k: v for k, v in memory_run.items() if k.startswith("peak_rss")},
