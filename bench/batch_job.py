@@ -5,7 +5,8 @@
 The input is IMDB's 50,000 unlabeled reviews repeated, each line with a unique key, written as uncompressed
 JSONL (splittable, as a large input is) into a temporary directory that is removed at the end. Measures, in one
 run: the ceiling (batch.scoring.score_values on one core, one torch thread, in a fresh process, for
-`--ceiling-seconds`, times the number of cores), right before and right after every job; each job end to end
+`--ceiling-seconds`, times the number of cores) and, beside it, as many such processes run at once, right
+before and right after every job; each job end to end
 (`python -m batch` in a process of its own: read, score, write; Spark's start-up excluded); where its time went
 (Spark's event log, and the CPU seconds of the driver, the JVM and the Python workers against the ceiling's CPU
 seconds for as many rows); and the peak memory of the driver (the Python process and, in local mode, the JVM)
@@ -14,7 +15,8 @@ against the input's size.
 A job's ratio is its rows/s over the cores times the mean of the two ceilings beside it: this machine's speed
 drifts by 10 % and more over minutes, and a job compared with the ceiling measured at its own time carries
 less of that drift than one compared with a ceiling measured minutes away. The headline is the median of the
-first variant's ratios.
+first variant's ratios. Its ratio to the processes run at once says what the machine gives when every core is
+busy: where that falls short of cores x one process, so does any job.
 
 Variants of the local tuning (batch/local.py), run alternately on the same input:
   tuned       the shipped default for a local master
@@ -216,6 +218,10 @@ def scoring_stage(event_log: Path, slots: int) -> dict:
     }
 
 
+def _median_of(runs: list[dict], key: str) -> float:
+    return round(statistics.median(r[key] for r in runs), 3)
+
+
 def run_job(data: Path, workdir: Path, mar: Path, cores: int, variant: str, tag: str) -> dict:
     """One `python -m batch` run in a process of its own; its summary, timings and memory."""
     events = workdir / f"events-{tag}"
@@ -280,23 +286,32 @@ def main(argv: list[str] | None = None) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-batch-"))
     try:
         ceilings = functools.partial(parallel_ceiling, args.mar, texts, args.batch_size, seconds=args.ceiling_seconds)
-        joint, _ = ceilings(processes=cores)
+        per_core, per_cpu, joints = [], [], []
+
+        def measure_ceilings() -> None:
+            rate, cpu_rate = ceilings(processes=1)
+            per_core.append(rate)
+            per_cpu.append(cpu_rate)
+            joints.append(ceilings(processes=cores)[0])
+            logger.info("ceiling: %.0f rows/s on one core; %d processes at once: %.0f", rate, cores, joints[-1])
+
         small = write_input(args.data, args.memory_rows, workdir / "small.jsonl")
         memory_run = run_job(small, workdir, args.mar, cores, variants[0], "small")
         small.unlink()
         large = write_input(args.data, args.rows, workdir / "large.jsonl")
-        per_core, per_cpu = map(list, zip(ceilings(processes=1), strict=True))
-        logger.info("ceiling: %.0f rows/s on one core; %d processes at once: %.0f", per_core[0], cores, joint)
+        measure_ceilings()
         runs = []
         for round_ in range(args.rounds):
             for variant in variants:
-                runs.append(run_job(large, workdir, args.mar, cores, variant, f"{variant}-{round_}"))
-                rate, cpu_rate = ceilings(processes=1)
-                per_core.append(rate)
-                per_cpu.append(cpu_rate)
-                beside = (per_core[-2] + per_core[-1]) / 2  # the ceiling right before and right after this job
-                runs[-1]["ceiling_beside_rows_per_second_per_core"] = round(beside, 1)
-                runs[-1]["ratio_to_ceiling_beside"] = round(runs[-1]["job_rows_per_second"] / (beside * cores), 3)
+                run = run_job(large, workdir, args.mar, cores, variant, f"{variant}-{round_}")
+                measure_ceilings()
+                beside = statistics.mean(per_core[-2:])  # the ceilings right before and right after this job
+                joint = statistics.mean(joints[-2:])
+                run["ceiling_beside_rows_per_second_per_core"] = round(beside, 1)
+                run["ceiling_processes_at_once_beside_rows_per_second"] = round(joint, 1)
+                run["ratio_to_ceiling_beside"] = round(run["job_rows_per_second"] / (beside * cores), 3)
+                run["ratio_to_processes_at_once_beside"] = round(run["job_rows_per_second"] / joint, 3)
+                runs.append(run)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -311,6 +326,7 @@ def main(argv: list[str] | None = None) -> None:
             "job_rows_per_second_median": round(statistics.median(r["job_rows_per_second"] for r in mine), 1),
             "ratio_to_ceiling": round(statistics.median(ratios), 3),
             "ratios": ratios,
+            "ratio_to_processes_at_once": _median_of(mine, "ratio_to_processes_at_once_beside"),
             # the ceiling's CPU seconds for these rows over the job's: what share of the job's CPU is scoring
             "cpu_efficiency": [round(r["rows"] / ceiling_per_cpu / c, 3) for r, c in zip(mine, cpu, strict=True)],
         }
@@ -326,11 +342,12 @@ def main(argv: list[str] | None = None) -> None:
         "ceiling_rows_per_cpu_second": round(ceiling_per_cpu, 1),
         "ceiling_rows_per_cpu_second_each_measure": [round(x, 1) for x in per_cpu],
         "ceiling_rows_per_second": round(ceiling_per_core * cores, 1),
-        "ceiling_processes_at_once_rows_per_second": round(joint, 1),
+        "ceiling_processes_at_once_rows_per_second": round(statistics.median(joints), 1),
+        "ceiling_processes_at_once_rows_per_second_each_measure": [round(x, 1) for x in joints],
         "variant": variants[0],
         "job_rows_per_second": headline["job_rows_per_second_median"],
         "ratio_to_ceiling": headline["ratio_to_ceiling"],
-        "ratio_to_processes_at_once": round(headline["job_rows_per_second_median"] / joint, 3),  # measured once
+        "ratio_to_processes_at_once": headline["ratio_to_processes_at_once"],
         "by_variant": by_variant,
         "driver_memory": {
             f"{args.memory_rows}_rows": {k: v for k, v in memory_run.items() if k.startswith("peak_rss")},
