@@ -5,12 +5,11 @@
 The input is IMDB's 50,000 unlabeled reviews repeated, each line with a unique key, written as uncompressed
 JSONL (splittable, as a large input is) into a temporary directory that is removed at the end. Measures, in one
 run: the ceiling (batch.scoring.score_values on one core, one torch thread, in a fresh process, for
-`--ceiling-seconds`, times the number of cores) and, beside it, as many such processes run at once, right
-before and right after every job; each job end to end
-(`python -m batch` in a process of its own: read, score, write; Spark's start-up excluded); where its time went
-(Spark's event log, and the CPU seconds of the driver, the JVM and the Python workers against the ceiling's CPU
-seconds for as many rows); and the peak memory of the driver (the Python process and, in local mode, the JVM)
-against the input's size.
+`--ceiling-seconds`, times the number of cores) and as many such processes run at once, right before and right
+after every job; each job end to end (`python -m batch` in a process of its own: read, score, write; Spark's
+start-up excluded); where its time went (Spark's event log, and the CPU seconds of the driver, the JVM and the
+Python workers against the ceiling's CPU seconds for as many rows); and the peak memory of the driver (the
+Python process and, in local mode, the JVM) against the input's size.
 
 A job's ratio is its rows/s over the cores times the mean of the two ceilings beside it: this machine's speed
 drifts by 10 % and more over minutes, and a job compared with the ceiling measured at its own time carries
@@ -79,8 +78,8 @@ def write_input(source: Path, rows: int, target: Path) -> Path:
 
 def ceiling(mar: Path, texts: list[str], batch_size: int, seconds: float) -> tuple[float, float]:
     """(rows per second, rows per CPU second) of score_values on one core: validation, tokenization, forward
-    pass, prediction objects, over `texts` again and again for at least `seconds`. The second does not fall when
-    other processes share the core."""
+    pass, prediction objects, over `texts` again and again for at least `seconds`. The second leaves out the
+    time other processes take from the core, not a core that runs slower because its host is busy."""
     scorer, limits = mar_files.load(mar)  # sets one torch thread
     score_values(scorer, texts[:batch_size], limits)  # warm-up
     rows, started, cpu = 0, time.perf_counter(), time.process_time()
@@ -320,12 +319,11 @@ def main(argv: list[str] | None = None) -> None:
     by_variant = {}
     for variant in variants:
         mine = [r for r in runs if r["variant"] == variant]
-        ratios = [r["ratio_to_ceiling_beside"] for r in mine]
         cpu = [sum(v for k, v in r.items() if k.startswith("cpu_seconds")) for r in mine]
         by_variant[variant] = {
             "job_rows_per_second_median": round(statistics.median(r["job_rows_per_second"] for r in mine), 1),
-            "ratio_to_ceiling": round(statistics.median(ratios), 3),
-            "ratios": ratios,
+            "ratio_to_ceiling": _median_of(mine, "ratio_to_ceiling_beside"),
+            "ratios": [r["ratio_to_ceiling_beside"] for r in mine],
             "ratio_to_processes_at_once": _median_of(mine, "ratio_to_processes_at_once_beside"),
             # the ceiling's CPU seconds for these rows over the job's: what share of the job's CPU is scoring
             "cpu_efficiency": [round(r["rows"] / ceiling_per_cpu / c, 3) for r, c in zip(mine, cpu, strict=True)],
