@@ -28,7 +28,9 @@ from batch.settings import JobSettings
 
 logger = logging.getLogger(__name__)
 TEXT = "_text"  # the text value column handed to the scoring function
-KEY_SAMPLE = 10_000  # JSONL lines read on the driver to check that the key and text fields exist
+# JSONL lines read on the driver to check that the key and text fields exist: enough to tell a mistyped field
+# name from a sparse one, and few enough that shipping them to the driver costs little next to the job
+KEY_SAMPLE = 1_000
 SPLIT_SIZE = "spark.sql.files.maxPartitionBytes"  # set per job by _even_splits
 
 
