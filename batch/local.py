@@ -6,11 +6,8 @@ settings pay for themselves there on inputs of a million rows (bench/batch_job.p
 - the Python workers fork from a daemon that has imported torch, tokenizers, pyarrow and pandas once and
   frozen those objects out of the garbage collector (preload/sentiment_daemon.py); every worker would otherwise
   import them itself, and pyspark's collection after every task would scan them each time;
-- the JVM's C2 compiler works on one method only, the line reader's loop over every byte of a JSONL input
-  (compiler-directives.json); every other method stays C1-compiled. The JVM's work per review is small, and C2
-  compiling every hot method spends more core-seconds than it saves, on the cores the scoring needs; but C1's
-  code for that loop is several times slower than C2's, and it scans every byte of the input (the largest
-  share of the executor's CPU in a profile of the job). Directives need the diagnostic options unlocked.
+- the JVM stops at the C1 JIT compiler: its work per review is small, and C2 would spend core-seconds compiling
+  on the cores the scoring needs.
 
 On a cluster the executors are other machines' JVMs and Python workers, started by Spark's own settings: none
 of this applies, and the switch is off for any master that is not local.
@@ -22,15 +19,7 @@ import os
 from pathlib import Path
 
 PRELOAD = Path(__file__).resolve().parent / "preload"
-COMPILER_DIRECTIVES = Path(__file__).resolve().parent / "compiler-directives.json"
-JVM_OPTIONS = " ".join(
-    (
-        "-XX:+UnlockDiagnosticVMOptions",
-        # quoted: Spark splits the options at spaces outside quotes, and a checkout's path may hold one
-        f'-XX:CompilerDirectivesFile="{COMPILER_DIRECTIVES}"',
-        "-XX:+DisplayVMOutputToStderr",  # the JVM's own lines ("2 compiler directives added") go with the logs
-    )
-)
+JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
 
 
 def applies(master: str | None, switch: bool | None) -> bool:

@@ -20,8 +20,7 @@ busy: where that falls short of cores x one process, so does any job.
 Variants of the local tuning (batch/local.py), run alternately on the same input:
   tuned       the shipped default for a local master
   plain       --no-local-tuning: Spark's own settings, as on a cluster
-  no-jit      tuned, but the JVM's C2 compiler works on every hot method
-  c1-only     tuned, but the JVM stops at its C1 compiler, the line reader's loop too
+  no-jit      tuned, but the JVM keeps its C2 compiler
   no-preload  tuned, but the Python workers fork from pyspark's own daemon
 """
 
@@ -54,7 +53,6 @@ VARIANTS = {
     "tuned": [],
     "plain": ["--no-local-tuning"],
     "no-jit": ["--conf", "spark.driver.extraJavaOptions="],
-    "c1-only": ["--conf", "spark.driver.extraJavaOptions=-XX:TieredStopAtLevel=1"],
     "no-preload": ["--conf", "spark.python.daemon.module=pyspark.daemon"],
 }
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from batch import local, storage
 from batch import mar as mar_files
+from batch import storage
 from batch.job import JSONL, PARQUET, SUMMARY, run
 from batch.scoring import COLUMNS, score_values
 from batch.settings import JobSettings
@@ -196,19 +196,6 @@ def test_a_missing_key_column_fails_before_anything_is_written(spark, mar_path, 
     with pytest.raises(ValueError, match="the key field 'id'"):
         run(spark, JobSettings(input=data, output=tmp_path / "out", mar=mar_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]  # no output, staging or lock
-
-
-def test_the_local_jvm_gives_c2_the_line_readers_loop_alone(spark):
-    """The directives reach the JVM, and the method they name still exists in the Hadoop that Spark ships: one
-    renamed by an upgrade would quietly leave the loop to C1."""
-    jvm = spark.sparkContext._jvm
-    arguments = list(jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
-    assert f"-XX:CompilerDirectivesFile={local.COMPILER_DIRECTIVES}" in arguments  # unquoted by Spark's launcher
-    first, rest = json.loads(local.COMPILER_DIRECTIVES.read_text())
-    assert first["c2"] == {"Exclude": False} and rest == {"match": "*.*", "c2": {"Exclude": True}}
-    owner, method = first["match"].rsplit(".", 1)
-    declared = jvm.java.lang.Class.forName(owner.replace("/", ".")).getDeclaredMethods()
-    assert method in {m.getName() for m in declared}
 
 
 def test_local_workers_fork_from_the_preloading_daemon_and_score_with_the_archives_code(spark, mar_path):
