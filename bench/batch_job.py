@@ -306,10 +306,14 @@ def main(argv: list[str] | None = None) -> None:
                 measure_ceilings()
                 beside = statistics.mean(per_core[-2:])  # the ceilings right before and right after this job
                 joint = statistics.mean(joints[-2:])
+                cpu_beside = statistics.mean(per_cpu[-2:])
+                job_cpu = sum(v for k, v in run.items() if k.startswith("cpu_seconds"))
                 run["ceiling_beside_rows_per_second_per_core"] = round(beside, 1)
                 run["ceiling_processes_at_once_beside_rows_per_second"] = round(joint, 1)
                 run["ratio_to_ceiling_beside"] = round(run["job_rows_per_second"] / (beside * cores), 3)
                 run["ratio_to_processes_at_once_beside"] = round(run["job_rows_per_second"] / joint, 3)
+                # the ceiling's CPU seconds for these rows over the job's: what share of the job's CPU is scoring
+                run["cpu_efficiency_beside"] = round(run["rows"] / cpu_beside / job_cpu, 3)
                 runs.append(run)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -319,14 +323,12 @@ def main(argv: list[str] | None = None) -> None:
     by_variant = {}
     for variant in variants:
         mine = [r for r in runs if r["variant"] == variant]
-        cpu = [sum(v for k, v in r.items() if k.startswith("cpu_seconds")) for r in mine]
         by_variant[variant] = {
             "job_rows_per_second_median": round(statistics.median(r["job_rows_per_second"] for r in mine), 1),
             "ratio_to_ceiling": _median_of(mine, "ratio_to_ceiling_beside"),
             "ratios": [r["ratio_to_ceiling_beside"] for r in mine],
             "ratio_to_processes_at_once": _median_of(mine, "ratio_to_processes_at_once_beside"),
-            # the ceiling's CPU seconds for these rows over the job's: what share of the job's CPU is scoring
-            "cpu_efficiency": [round(r["rows"] / ceiling_per_cpu / c, 3) for r, c in zip(mine, cpu, strict=True)],
+            "cpu_efficiency": [r["cpu_efficiency_beside"] for r in mine],
         }
     headline = by_variant[variants[0]]
     large_runs = [r for r in runs if r["variant"] == variants[0]]
