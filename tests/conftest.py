@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,18 @@ BOOK_REVIEWS = {
     "neutral": "The film is based on a prize-winning novel.",
     "negative": "The film was very boring. I walked out half-way.",
 }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def temporary_directory(tmp_path_factory) -> Iterator[Path]:
+    """TMPDIR for the whole run, under pytest's base directory (which pytest rotates), in this process and in every
+    process the tests start: archives unpacked by their content, a browser's singleton socket, a killed run's
+    files stay out of the machine's own temporary directory."""
+    temp = tmp_path_factory.mktemp("tmp", numbered=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TMPDIR", str(temp))
+        patch.setattr(tempfile, "tempdir", None)  # tempfile.gettempdir() reads TMPDIR again
+        yield temp
 
 
 @pytest.fixture(scope="session")
