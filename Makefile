@@ -114,7 +114,7 @@ serve: $(VENV)/.installed java $(MAR) $(BIGRAM_MAR) $(EDGE_BUNDLE) ## start Torc
 stop: ## stop the TorchServe started by `make serve`
 	@test ! -x $(PY) || $(PY) -m serving.server stop
 
-test: $(VENV)/.dev-installed java nginx chromium $(WEB_DEPS) $(MAR) $(BIGRAM_MAR) $(EDGE_BUNDLE) ## run every test: unit, then integration (real TorchServe, nginx), then batch (Spark)
+test: $(VENV)/.dev-installed java nginx chromium $(WEB_DEPS) $(MAR) $(BIGRAM_MAR) $(EDGE_BUNDLE) ## run every test: unit, then integration (real TorchServe, nginx, Chromium), then batch and evaluation (Spark)
 	$(PY) -m pytest tests
 
 unit: $(VENV)/.dev-installed $(MAR) $(BIGRAM_MAR) $(EDGE_BUNDLE) ## run the unit tests only (no server)
