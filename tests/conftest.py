@@ -60,6 +60,10 @@ def temporary_directory(tmp_path_factory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TMPDIR", str(temp))
         patch.setattr(tempfile, "tempdir", None)  # tempfile.gettempdir() reads TMPDIR again
+        # a JVM ignores TMPDIR; Spark's (driver, and executors in local mode) leaves its directories behind when it
+        # is killed outright, with no shutdown hook run
+        java_temp = f"-Djava.io.tmpdir={temp}"
+        patch.setenv("SPARK_SUBMIT_OPTS", " ".join(filter(None, (os.environ.get("SPARK_SUBMIT_OPTS"), java_temp))))
         yield temp
 
 

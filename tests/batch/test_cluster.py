@@ -118,7 +118,7 @@ def test_the_cluster_writes_the_same_output_as_local_mode_row_for_row(cluster, s
             assert (c[name] is None and loc[name] is None) or abs(c[name] - loc[name]) < 1e-6, (c["id"], name)
 
 
-def test_a_run_killed_half_way_leaves_no_partial_or_doubled_output(spark, mar_path, tmp_path, tmp_path_factory):
+def test_a_run_killed_half_way_leaves_no_partial_or_doubled_output(spark, mar_path, tmp_path):
     rows = [{"id": i, "text": t} for i, t in enumerate(load_reviews(400) * 8)]
     data = write_jsonl(tmp_path / "reviews.jsonl", rows)
     output = tmp_path / "out"
@@ -126,11 +126,7 @@ def test_a_run_killed_half_way_leaves_no_partial_or_doubled_output(spark, mar_pa
     before = {p.relative_to(output): p.read_bytes() for p in output.rglob("*") if p.is_file()}
 
     args = _cli("--master", "local[1]", "--input", str(data), "--output", str(output), "--mar", str(mar_path))
-    # a JVM killed outright runs no shutdown hook: its Spark directories go to a temporary directory of the
-    # test's own, not the machine's
-    temp = str(tmp_path_factory.mktemp("killed-run-temp"))
-    env = _env(TMPDIR=temp, SPARK_SUBMIT_OPTS=f"-Djava.io.tmpdir={temp}")
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(args, cwd=ROOT, env=_env(), stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 240
         staging = []
