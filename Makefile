@@ -36,15 +36,25 @@ EDGE_INPUTS := $(ARTIFACTS)/weights.pt $(ARTIFACTS)/sentiment.pt $(ARTIFACTS)/co
 .PHONY: train-bigram archive-bigram edge calibrate two-phase-report web web-deps chromium web-report
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}' \
+		| sed -e 's|$$(WEB_PORT)|$(WEB_PORT)|g'
 
+# Each long step says what it is doing first: pip's own lines (and download bars) follow, a minute or two on a
+# fresh clone, seconds when everything is there already.
 $(VENV)/.installed: requirements.txt # what serving and training need
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@test -x $(PY) || { echo "==> creating the virtual environment $(VENV)/"; $(PYTHON) -m venv $(VENV); }
+	@echo "==> installing the serving packages into $(VENV)/ (requirements.txt: torch, TorchServe, ...)"
+	$(PY) -m pip install --disable-pip-version-check --progress-bar on -r requirements.txt
+	@touch $@
+
+$(VENV)/.batch-installed: requirements-batch.txt $(VENV)/.installed # the batch job's own: pyspark, pandas, pyarrow
+	@echo "==> installing the batch job's packages into $(VENV)/ (requirements-batch.txt: pyspark, pandas, pyarrow)"
+	$(PY) -m pip install --disable-pip-version-check --progress-bar on -r requirements-batch.txt
 	@touch $@
 
 $(VENV)/.dev-installed: requirements-dev.txt requirements-batch.txt bench/requirements.txt $(VENV)/.installed # tests, lint, Spark, benchmarks
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@echo "==> installing the development packages into $(VENV)/ (requirements-dev.txt: tests, lint, Spark, benchmarks)"
+	$(PY) -m pip install --disable-pip-version-check --progress-bar on -r requirements-dev.txt
 	@touch $@
 
 java: # Spark 4 runs on Java 17 or later only; "1.8.0" reads as major version 1
@@ -69,6 +79,7 @@ train-bigram: $(VENV)/.installed ## train and trace the phase-2 uni+bigram model
 archive-bigram: $(BIGRAM_MAR) ## build model_store/sentiment-bigram.mar, the phase-2 model's archive
 
 $(BIGRAM_MAR): $(BIGRAM_INPUTS) | $(VENV)/.installed
+	@echo "==> building $@ (the phase-2 model's archive)"
 	$(PY) -m serving.archive --name sentiment-bigram
 
 edge: $(EDGE_BUNDLE) ## build the device bundle in dist/edge/: int8 ONNX model, tokenizer, calibrated settings
@@ -77,6 +88,7 @@ calibrate: $(VENV)/.installed ## refit the device's temperature and threshold on
 	$(PY) -m serving.bundle --calibrate
 
 $(EDGE_BUNDLE): $(EDGE_INPUTS) | $(VENV)/.installed
+	@echo "==> building the device bundle dist/edge/ (int8 ONNX export: about 10 s)"
 	$(PY) -m serving.bundle
 
 # The phase-1 page (edge/web/): npm packages pinned in the committed package-lock.json, never committed themselves
@@ -103,12 +115,14 @@ two-phase-report: $(VENV)/.dev-installed java $(EDGE_BUNDLE) $(BIGRAM_MAR) ## me
 	$(PY) -m bench.two_phase
 
 $(MAR): $(MAR_INPUTS) | $(VENV)/.installed
+	@echo "==> building $@ (version $(BASE_VERSION))"
 	$(PY) -m serving.archive --version $(BASE_VERSION)
 
 model_store/sentiment_%.mar: $(MAR_INPUTS) | $(VENV)/.installed
+	@echo "==> building $@ (version $*)"
 	$(PY) -m serving.archive --version $*
 
-serve: $(VENV)/.installed java $(MAR) $(BIGRAM_MAR) $(EDGE_BUNDLE) ## start TorchServe on 127.0.0.1:8080-8082 with both models; returns when they answer
+serve: $(VENV)/.installed java $(MAR) $(BIGRAM_MAR) $(EDGE_BUNDLE) ## start TorchServe on 127.0.0.1 (8080-8082, gRPC 7070-7071) with both models; returns when they answer
 	$(PY) -m serving.server start
 
 stop: ## stop the TorchServe started by `make serve`
@@ -144,8 +158,9 @@ nginx: # Debian's nginx, the fleet's proxy
 	$(call apt_install,nginx,nginx-light,the fleet and its tests)
 
 REPLICAS ?= 3
-fleet: $(VENV)/.installed java nginx $(MAR) ## REPLICAS TorchServe replicas (default 3) behind nginx on loopback, supervised; returns when it answers
-	$(PY) -m serving.fleet start --replicas $(REPLICAS)
+FLEET_PORT ?= # the proxy's loopback port; empty: a free one, printed and in `serving.fleet status`
+fleet: $(VENV)/.installed java nginx $(MAR) ## REPLICAS TorchServe replicas (default 3) behind nginx on loopback, supervised; [FLEET_PORT=port, default a free one]; returns when it answers
+	$(PY) -m serving.fleet start --replicas $(REPLICAS)$(if $(strip $(FLEET_PORT)), --port $(strip $(FLEET_PORT)))
 
 bench-fleet: $(VENV)/.dev-installed java wrk nginx $(MAR) ## one replica direct vs behind nginx, a fleet of 3, the capacity model -> bench/results/fleet.json
 	$(PY) -m bench.fleet
@@ -188,11 +203,11 @@ OUTPUT ?=
 BATCH_ARGS ?=
 BENCH_ARGS ?= # e.g. BENCH_ARGS="--variants tuned,plain,no-jit,no-preload --rounds 2": the local tuning side by side
 
-batch: $(VENV)/.dev-installed java $(MAR) ## score a dataset on Spark: make batch INPUT=reviews.jsonl.gz OUTPUT=out/ [BATCH_ARGS=...]
+batch: $(VENV)/.batch-installed java $(MAR) ## score a dataset on Spark: make batch INPUT=reviews.jsonl.gz OUTPUT=out/ [BATCH_ARGS=...]
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make batch INPUT=<path or URI: jsonl[.gz]|csv|parquet> OUTPUT=<dir or URI> [BATCH_ARGS='--key-column id --jsonl']"; exit 2; }
 	$(PY) -m batch --input $(INPUT) --output $(OUTPUT) --mar $(MAR) $(BATCH_ARGS)
 
-bench-batch: $(VENV)/.dev-installed java $(MAR) ## Spark batch job on 1,000,000 reviews (and 100,000, for memory) vs the in-process ceiling -> bench/results/batch.json (minutes)
+bench-batch: $(VENV)/.batch-installed java $(MAR) ## Spark batch job on 1,000,000 reviews (and 100,000, for memory) vs the in-process ceiling -> bench/results/batch.json (minutes)
 	$(PY) -m bench.batch_job --mar $(MAR) $(BENCH_ARGS)
 
 clean: ## remove the archive, logs and caches (keeps .venv and the trained artifacts)

@@ -10,6 +10,8 @@ from pathlib import Path
 from batch.errors import UsageError
 from batch.settings import JobSettings, SparkSettings
 
+logger = logging.getLogger(__name__)
+
 
 def parse(argv: list[str] | None = None) -> tuple[JobSettings, SparkSettings]:
     p = argparse.ArgumentParser(
@@ -80,6 +82,14 @@ def _score(argv: list[str] | None) -> int:
     from batch.job import run
     from batch.session import spark_session
 
+    # Spark's start takes seconds before it says anything itself
+    logger.info(
+        "starting Spark (%s), then scoring %s with %s into %s",
+        spark_settings.master or "spark-submit's master",
+        job.input,
+        job.mar,
+        job.output,
+    )
     spark, startup = spark_session(spark_settings)
     try:
         summary = run(spark, job)

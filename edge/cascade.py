@@ -126,7 +126,9 @@ class TwoPhaseClient:
         if not deferred and not audited:
             return answers
         sent = deferred + audited
-        replies = self._phase2([self._instance(items[i], answers[i], audit=i in audited) for i in sent])
+        replies = self._phase2(
+            [self._instance(items[i], answers[i], audit=i in audited) for i in sent], audits=len(audited)
+        )
         for i, reply in zip(sent, replies, strict=True):
             if i in audited:
                 if reply is not None:
@@ -155,20 +157,22 @@ class TwoPhaseClient:
             }
         return instance
 
-    def _phase2(self, instances: list[dict]) -> list[dict | None]:
-        """The server's prediction for each instance, or None where it gave none (an error, or no answer)."""
+    def _phase2(self, instances: list[dict], audits: int = 0) -> list[dict | None]:
+        """The server's prediction for each instance, or None where it gave none (an error, or no answer).
+
+        The last `audits` instances are audits of confident answers: a lost audit changes no answer, so the
+        warning counts them apart from the deferred reviews, whose answers become provisional."""
         if self.server is None:
             return [None] * len(instances)
+        lost = f"{len(instances) - audits} deferred answers stand as provisional, {audits} audits are not made"
         try:
             predictions = self.server.predict(instances)
         except urllib.error.HTTPError as err:
-            logger.warning("phase 2 answered %d for %d reviews: phase-1 answers stand", err.code, len(instances))
+            logger.warning("phase 2 answered %d: %s", err.code, lost)
             return [None] * len(instances)
         except (OSError, http.client.HTTPException, ValueError) as err:  # refused, timed out, reset, cut short,
             # or an answer of the wrong shape; only the error's type is logged: a message could quote the answer
-            logger.warning(
-                "phase 2 unreachable for %d reviews (%s): phase-1 answers stand", len(instances), type(err).__name__
-            )
+            logger.warning("phase 2 unreachable (%s): %s", type(err).__name__, lost)
             return [None] * len(instances)
         out: list[dict | None] = []
         for instance, answer in zip(instances, predictions, strict=True):

@@ -363,13 +363,50 @@ def main() -> int:
     if client.ping():
         print(f"TorchServe already answers on {client.inference_url}; `make stop` first to restart it")
         return 0
+    # each step on its own line as it starts: the frontend and the workers take seconds, and a user sees what runs
+    print(f"==> starting TorchServe ({args.config.name}; its output goes to {args.workdir / 'logs'}/)", flush=True)
     start(args.config, args.workdir)
     waited = wait_until_ready(client, None, timeout=args.timeout, workdir=args.workdir)
     models = loaded_models(props)
+    print(f"==> TorchServe answers /ping ({waited:.1f} s); waiting for {', '.join(models)} to answer", flush=True)
     for model in models:
         waited += wait_until_ready(client, model, timeout=args.timeout, workdir=args.workdir)
-    print(f"TorchServe is serving {', '.join(models)} ({waited:.1f} s). Try:\n\n  {curl_example(client)}\n")
+        print(f"    {model} answers ({waited:.1f} s)", flush=True)
+    print(summary(props, models, waited, args.workdir))
+    print(f"Try:\n\n  {curl_example(client)}\n")
     return 0
+
+
+# What `make serve` opens, named as config.properties names them
+LISTENERS = (
+    ("inference", "inference_address"),
+    ("management", "management_address"),
+    ("metrics", "metrics_address"),
+    ("gRPC inference", "grpc_inference"),
+    ("gRPC management", "grpc_management"),
+)
+
+
+def listening(props: dict[str, str]) -> list[tuple[str, str]]:
+    """(what, host:port) of every listener the settings place (the shipped ones place all five)."""
+    out = []
+    for what, name in LISTENERS:
+        if name.startswith("grpc_"):
+            if name + "_port" in props:
+                out.append((what, f"{props.get(name + '_address', '')}:{props[name + '_port']}"))
+        elif name in props:
+            out.append((what, props[name].split("://", 1)[-1]))
+    return out
+
+
+def summary(props: dict[str, str], models: list[str], waited: float, workdir: Path) -> str:
+    """The end of `make serve`: what serves, where, and how to use and stop it."""
+    ports = ", ".join(f"{what} {address}" for what, address in listening(props))
+    return (
+        f"TorchServe is serving {', '.join(models)} ({waited:.1f} s).\n"
+        f"  listening on: {ports}\n"
+        f"  tokens: {workdir / 'key_file.json'}; logs: {workdir / 'logs'}/; stop: make stop"
+    )
 
 
 if __name__ == "__main__":
