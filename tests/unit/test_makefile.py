@@ -62,3 +62,33 @@ def test_java_before_17_is_refused_in_words(tmp_path, version):
 def test_java_17_or_later_passes(tmp_path, version):
     done = _make_java(tmp_path, f'openjdk version "{version}" 2025-04-15')
     assert (done.returncode, done.stdout) == (0, "")
+
+
+def _make_n(*args: str) -> str:
+    """What `make -n` would run, the prerequisites that start servers or install packages taken as done."""
+    done = subprocess.run(
+        ["make", "-n", "--no-print-directory", "-o", "java", "-o", "nginx", "-o", "model_store/sentiment.mar", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=MAKE_ENV,
+    )
+    return done.stdout
+
+
+def test_fleet_port_is_a_variable_and_free_by_default():
+    assert _make_n("-o", ".venv/.installed", "fleet", "FLEET_PORT=9123").strip().endswith("--replicas 3 --port 9123")
+    assert _make_n("-o", ".venv/.installed", "fleet").strip().endswith("--replicas 3")
+
+
+def test_batch_installs_the_batch_requirements_only():
+    ran = _make_n("-W", "requirements-batch.txt", "-o", ".venv/.installed", "batch", "INPUT=a.jsonl", "OUTPUT=out")
+    assert "-r requirements-batch.txt" in ran and "requirements-dev.txt" not in ran
+    assert ran.strip().endswith("-m batch --input a.jsonl --output out --mar model_store/sentiment.mar")
+
+
+def test_help_shows_values_not_variable_names():
+    shown = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True, check=True, env=MAKE_ENV)
+    assert "$(" not in shown.stdout
+    assert "127.0.0.1:8095" in shown.stdout
