@@ -92,3 +92,13 @@ def test_help_shows_values_not_variable_names():
     shown = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True, check=True, env=MAKE_ENV)
     assert "$(" not in shown.stdout
     assert "127.0.0.1:8095" in shown.stdout
+
+
+def test_serve_says_each_install_step_and_lets_pip_show_its_progress():
+    ran = _make_n(
+        "-W", "requirements.txt", "-o", "model_store/sentiment-bigram.mar", "-o", "dist/edge/settings.json", "serve"
+    )
+    install = next(line for line in ran.splitlines() if "pip install" in line)
+    assert "--quiet" not in install and "-r requirements.txt" in install
+    assert "==> installing the serving packages" in ran
+    assert ran.strip().endswith("-m serving.server start")
