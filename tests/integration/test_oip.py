@@ -1,0 +1,140 @@
+"""The Open Inference Protocol (KServe v2) on a real TorchServe, called by tritonclient and by plain requests:
+the same reviews get the native API's answers, keys pass through, bad requests get the spec's error shape, and
+every answered instance is captured."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import requests
+import tritonclient.http as triton
+from tritonclient.utils import InferenceServerException
+
+from evaluation import captures
+from handler import oip
+from tests.conftest import BOOK_REVIEWS
+from tests.integration.conftest import PHASE2, launch
+from tests.oip_catalogue import OIP_CASES, body, key, text
+
+REVIEWS = [*BOOK_REVIEWS.values(), "Ein großartiger Film! 🎬", "meh"]
+MODELS = ["sentiment", PHASE2]
+
+
+@pytest.fixture(scope="module")
+def server(mar_path, bigram_mar_path, tmp_path_factory):
+    """Both served models, token authorization on, as shipped."""
+    srv = launch(tmp_path_factory.mktemp("torchserve-oip"), mar_path, models={PHASE2: bigram_mar_path})
+    yield srv
+    srv.stop()
+
+
+def infer_url(server, model: str) -> str:
+    return f"{server.properties['inference_address']}/v2/models/{model}/infer"
+
+
+def token(server) -> dict:
+    return {"Authorization": f"Bearer {server.client.keys()['inference']}"}
+
+
+def native(server, model: str, reviews: list[str], keys: list | None = None) -> list[dict]:
+    instances = [
+        {"text": r} if keys is None else {"text": r, "key": k} for r, k in zip(reviews, keys or reviews, strict=True)
+    ]
+    return server.client.predict_many(instances, model=model)
+
+
+def triton_infer(url: str, model: str, reviews: list[str], headers: dict, keys: list[int] | None = None):
+    """What a tritonclient user writes: BYTES in, the outputs named, JSON (not binary) both ways."""
+    client = triton.InferenceServerClient(url=url)
+    try:
+        review = triton.InferInput("text", [len(reviews)], "BYTES")
+        review.set_data_from_numpy(np.array(reviews, dtype=object), binary_data=False)
+        inputs = [review]
+        if keys is not None:
+            key_input = triton.InferInput("key", [len(keys)], "INT64")
+            key_input.set_data_from_numpy(np.array(keys, dtype=np.int64), binary_data=False)
+            inputs.append(key_input)
+        names = ["positive_review_probability", "positive_review_logits", "label"] + (["key"] if keys else [])
+        outputs = [triton.InferRequestedOutput(name, binary_data=False) for name in names]
+        return client.infer(model, inputs, outputs=outputs, request_id="triton-1", headers=headers)
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_tritonclient_scores_as_the_native_api_does(server, model):
+    address = server.properties["inference_address"].removeprefix("http://")
+    result = triton_infer(address, model, REVIEWS, token(server), keys=list(range(100, 100 + len(REVIEWS))))
+    expected = native(server, model, REVIEWS)
+    assert result.get_response()["id"] == "triton-1" and result.get_response()["model_name"] == model
+    probability = result.as_numpy("positive_review_probability")
+    assert probability.dtype == np.float32
+    assert probability.tolist() == [np.float32(p["positive_review_probability"]) for p in expected]
+    assert result.as_numpy("positive_review_logits").tolist() == [
+        np.float32(p["positive_review_logits"]) for p in expected
+    ]
+    assert result.as_numpy("label").tolist() == [p["label"] for p in expected]
+    assert result.as_numpy("key").tolist() == list(range(100, 100 + len(REVIEWS)))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_requests_gets_the_native_values_unrounded(server, model):
+    keys = [f"k{i}" for i in range(len(REVIEWS))]
+    r = requests.post(
+        infer_url(server, model),
+        json=json.loads(body(text(REVIEWS), key(keys), id="r-7")),
+        headers=token(server),
+        timeout=30,
+    )
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/json")
+    answer = r.json()
+    assert (answer["id"], answer["model_name"]) == ("r-7", model)
+    outputs = {o["name"]: o for o in answer["outputs"]}
+    assert [(o["name"], o["datatype"], o["shape"]) for o in answer["outputs"]] == [
+        *((name, datatype, [len(REVIEWS)]) for name, datatype in oip.OUTPUTS.items()),
+        ("key", "BYTES", [len(REVIEWS)]),
+    ]
+    for i, prediction in enumerate(native(server, model, REVIEWS, keys)):
+        assert prediction["model_version"] == answer["model_version"]
+        assert {name: outputs[name]["data"][i] for name in (*oip.OUTPUTS, "key")} == {
+            name: prediction[name] for name in (*oip.OUTPUTS, "key")
+        }
+
+
+@pytest.mark.parametrize("case", OIP_CASES, ids=lambda c: c.name)
+def test_each_bad_request_gets_the_specs_error(server, case):
+    r = requests.post(infer_url(server, "sentiment"), data=case.body, headers=token(server), timeout=30)
+    assert r.status_code == case.status
+    answer = r.json()
+    assert list(answer) == ["error"] and answer["error"].startswith(f"{case.code}: ")
+
+
+def test_one_bad_review_among_several_is_named_to_a_tritonclient_user(server):
+    address = server.properties["inference_address"].removeprefix("http://")
+    with pytest.raises(InferenceServerException) as caught:
+        triton_infer(address, "sentiment", [REVIEWS[0], "   ", REVIEWS[1]], token(server), keys=[1, 2, 3])
+    assert "empty_text" in str(caught.value) and "instance 1 (key 2)" in str(caught.value)
+
+
+def test_without_the_token_torchserve_refuses(server):
+    r = requests.post(infer_url(server, "sentiment"), data=body(text(REVIEWS)), timeout=30)
+    assert r.status_code == 400 and "Token Authorization failed" in r.text  # TorchServe's own answer
+
+
+def test_every_instance_is_captured(server):
+    keys = [f"oip-capture-{i}" for i in range(3)]
+    r = requests.post(
+        infer_url(server, "sentiment"), data=body(text(REVIEWS[:3]), key(keys)), headers=token(server), timeout=30
+    )
+    assert r.status_code == 200
+    deadline = time.monotonic() + 30
+    while True:
+        records = [rec for rec in captures.read(server.workdir / "captures").records if rec["key"] in keys]
+        if len(records) == len(keys) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert sorted(rec["key"] for rec in records) == keys
+    assert all(rec["error"] is None and rec["positive_review_logits"] is not None for rec in records)
