@@ -81,7 +81,7 @@ def metadata(model_name: str) -> dict:
         "platform": "pytorch_torchscript",
         "inputs": [
             {"name": TEXT, "datatype": "BYTES", "shape": [-1]},
-            {"name": KEY, "datatype": "BYTES", "shape": [-1], "parameters": {"optional": True, "or": "INT64"}},
+            {"name": KEY, "datatype": "BYTES", "shape": [-1]},  # optional; INT64 keys are accepted too
         ],
         "outputs": [{"name": name, "datatype": datatype, "shape": [-1]} for name, datatype in OUTPUTS.items()],
     }
