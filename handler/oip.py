@@ -179,18 +179,18 @@ def decode(body: object, headers: dict, limits: Limits) -> InferRequest:
         except ServingError as err:
             bad.append((position, key, err))
     if bad:
-        raise _bad_instances(bad)
+        raise _bad_instances(bad, len(texts))
     return InferRequest(items, uses_instances=True, id=request_id, outputs=outputs, key_datatype=key_datatype)
 
 
-def _bad_instances(bad: list[tuple[int, object, ServingError]]) -> ServingError:
+def _bad_instances(bad: list[tuple[int, object, ServingError]], n: int) -> ServingError:
     """The first bad instance's code and status for the request, the message naming each (up to a few)."""
     named = "; ".join(
         f"instance {position}" + ("" if key is None else f" (key {key!r})") + f": {err.code}: {err.message}"
         for position, key, err in bad[:NAMED_BAD_INSTANCES]
     )
     more = f"; and {len(bad) - NAMED_BAD_INSTANCES} more" if len(bad) > NAMED_BAD_INSTANCES else ""
-    return ServingError(bad[0][2].code, f"{len(bad)} of the instances cannot be scored, so none was: {named}{more}")
+    return ServingError(bad[0][2].code, f"{len(bad)} of {n} instances cannot be scored, so none was: {named}{more}")
 
 
 def respond(request: InferRequest, scores: list[Scored], model_name: str, version: str) -> tuple[int, dict]:

@@ -15,6 +15,7 @@ from tritonclient.utils import InferenceServerException
 
 from evaluation import captures
 from handler import oip
+from serving import server as torchserve
 from tests.conftest import BOOK_REVIEWS
 from tests.integration.conftest import PHASE2, launch
 from tests.oip_catalogue import OIP_CASES, body, key, text
@@ -138,3 +139,27 @@ def test_every_instance_is_captured(server):
         time.sleep(0.2)
     assert sorted(rec["key"] for rec in records) == keys
     assert all(rec["error"] is None and rec["positive_review_logits"] is not None for rec in records)
+
+
+NOT_SERVED = ("/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/sentiment", "/v2/models/sentiment/ready")
+
+
+def test_torchserve_as_configured_serves_no_other_v2_route(server):
+    """Metadata and health over v2 are the fleet edge's (serving/oip_edge.py); here /ping is the health check."""
+    for path in NOT_SERVED:
+        r = requests.get(server.properties["inference_address"] + path, headers=token(server), timeout=30)
+        assert r.status_code == 404, path
+
+
+def test_torchserves_own_v2_readiness_is_ready_without_a_model(mar_path, tmp_path):
+    """Why config.properties leaves ts_open_inference_protocol off: TorchServe's /v2/health/ready says ready
+    with no model loaded at all, so it tells a client or a probe nothing /ping does not tell better."""
+    srv = torchserve.launch(tmp_path, mar_path, {"ts_open_inference_protocol": "true", "load_models": ""})
+    try:
+        assert srv.client.list_models()["models"] == []
+        base, headers = srv.properties["inference_address"], token(srv)
+        assert requests.get(f"{base}/v2/health/ready", headers=headers, timeout=30).json() == {"ready": True}
+        for path in NOT_SERVED[3:]:  # metadata and model readiness: not served even then
+            assert requests.get(base + path, headers=headers, timeout=30).status_code == 404, path
+    finally:
+        srv.stop()

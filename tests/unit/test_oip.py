@@ -29,7 +29,7 @@ def test_one_bad_instance_names_its_position_and_key():
     with pytest.raises(ServingError) as caught:
         oip.decode(body(text([GOOD, "", GOOD, "\t"]), key(["a", "b", "c", "d"])), OIP_ROUTE, LIMITS)
     message = caught.value.message
-    assert "2 of the instances" in message and "instance 1 (key 'b')" in message and "instance 3 (key 'd')" in message
+    assert "2 of 4 instances" in message and "instance 1 (key 'b')" in message and "instance 3 (key 'd')" in message
 
 
 def test_a_request_decodes_to_instances_with_keys_outputs_and_id():
