@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from handler import codec
 from handler.codec import (
     PREDICTION_FIELDS,
     Instance,
@@ -148,8 +149,12 @@ def _outputs(payload: dict, keyed: bool) -> tuple[str, ...]:
     return names
 
 
-def decode(body: object, headers: dict, limits: Limits) -> InferRequest:
-    """Decode an inference request body; raises the ServingError that refuses it as a whole."""
+def decode(body: object, headers: dict, limits: Limits) -> InferRequest | Request:
+    """Decode an inference request body; raises the ServingError that refuses it as a whole.
+
+    TorchServe marks its KServe v1 route (POST /v1/models/{model}:predict) as it marks v2's, so a body of v1's
+    shape, {"instances": [...]} and no "inputs", is the native `instances` request it also is, answered
+    {"predictions": [...]} as v1 says (its errors in the same {"error": ...} shape as v2's)."""
     if any(name.lower() == BINARY_HEADER for name in headers):
         raise _refuse("binary tensor data is not supported: send JSON tensors (tritonclient: binary_data=False)")
     if isinstance(body, (bytes, bytearray, str)) or body is None:
@@ -160,6 +165,8 @@ def decode(body: object, headers: dict, limits: Limits) -> InferRequest:
         payload = body
     if not isinstance(payload, dict):
         raise ServingError("invalid_request", 'the body must be a JSON object with "inputs"')
+    if "inputs" not in payload and "instances" in payload:
+        return codec.decode(payload, "application/json", limits)
     request_id = payload.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise _refuse('"id" must be a string')

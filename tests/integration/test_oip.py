@@ -141,6 +141,18 @@ def test_every_instance_is_captured(server):
     assert all(rec["error"] is None and rec["positive_review_logits"] is not None for rec in records)
 
 
+def test_kserve_v1_clients_get_the_native_instances_answer(server):
+    """TorchServe's /v1/models/{model}:predict reaches the handler marked as v2's route does: v1's body is the
+    native `instances` request, and so is its answer."""
+    url = f"{server.properties['inference_address']}/v1/models/sentiment:predict"
+    r = requests.post(url, json={"instances": REVIEWS}, headers=token(server), timeout=30)
+    assert r.status_code == 200 and r.json()["predictions"] == native(server, "sentiment", REVIEWS)
+    bad = requests.post(url, json={"instances": []}, headers=token(server), timeout=30)
+    assert bad.status_code == 400 and bad.json() == {
+        "error": 'invalid_instances: "instances" must be a non-empty array'
+    }
+
+
 NOT_SERVED = ("/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/sentiment", "/v2/models/sentiment/ready")
 
 
