@@ -4,7 +4,10 @@ every answered instance is captured."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import re
 import time
 
 import numpy as np
@@ -16,7 +19,7 @@ from tritonclient.utils import InferenceServerException
 from evaluation import captures
 from handler import oip
 from serving import server as torchserve
-from tests.conftest import BOOK_REVIEWS
+from tests.conftest import BOOK_REVIEWS, ROOT
 from tests.integration.conftest import PHASE2, launch
 from tests.oip_catalogue import OIP_CASES, body, key, text
 
@@ -175,3 +178,34 @@ def test_torchserves_own_v2_readiness_is_ready_without_a_model(mar_path, tmp_pat
             assert requests.get(base + path, headers=headers, timeout=30).status_code == 404, path
     finally:
         srv.stop()
+
+
+def docs_section() -> str:
+    text = (ROOT / "docs" / "api.md").read_text()
+    return text[text.index("## Open Inference Protocol") : text.index("## gRPC")]
+
+
+def test_the_docs_curl_gets_the_answer_the_docs_show(server):
+    command, answer = re.search(r"```bash\n(curl .*?)```\s*```json\n(.*?)```", docs_section(), re.S).groups()
+    assert "/v2/models/sentiment/infer" in command
+    sent = re.search(r"--data-binary '([^']+)'", command, re.S).group(1)
+    headers = {**token(server), "Content-Type": "application/json"}
+    got = requests.post(infer_url(server, "sentiment"), data=sent.encode(), headers=headers, timeout=30).json()
+    shown = json.loads(answer)
+    assert {k: v for k, v in got.items() if k != "outputs"} == {k: v for k, v in shown.items() if k != "outputs"}
+    for mine, theirs in zip(got["outputs"], shown["outputs"], strict=True):
+        assert {k: v for k, v in mine.items() if k != "data"} == {k: v for k, v in theirs.items() if k != "data"}
+        if mine["datatype"] == "FP32":
+            assert mine["data"] == pytest.approx(theirs["data"], abs=1e-6)
+        else:
+            assert mine["data"] == theirs["data"]
+
+
+def test_the_docs_tritonclient_example_prints_what_the_docs_show(server):
+    code = re.search(r"```python\n(import numpy.*?)```", docs_section(), re.S).group(1)
+    shown = re.search(r"^# (\[.*)$", code, re.M).group(1)
+    address = server.properties["inference_address"].removeprefix("http://")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(code.replace("127.0.0.1:8080", address), {"TOKEN": server.client.keys()["inference"]})  # noqa: S102
+    assert printed.getvalue().strip() == shown
