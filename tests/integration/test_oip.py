@@ -18,7 +18,9 @@ from tritonclient.utils import InferenceServerException
 
 from evaluation import captures
 from handler import oip
+from handler.capture import utc
 from serving import server as torchserve
+from tests.catalogue import LIMITS
 from tests.conftest import BOOK_REVIEWS, ROOT
 from tests.integration.conftest import PHASE2, launch
 from tests.oip_catalogue import OIP_CASES, body, key, text
@@ -128,20 +130,32 @@ def test_without_the_token_torchserve_refuses(server):
     assert r.status_code == 400 and "Token Authorization failed" in r.text  # TorchServe's own answer
 
 
-def test_every_instance_is_captured(server):
+def captured(server, wanted, least: int) -> list[dict]:
+    """The capture records `wanted` selects, once there are `least` of them (the writer flushes on its own)."""
+    deadline = time.monotonic() + 30
+    while True:
+        records = [rec for rec in captures.read(server.workdir / "captures").records if wanted(rec)]
+        if len(records) >= least or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
+
+
+def test_every_instance_is_captured_and_so_is_a_refusal(server):
     keys = [f"oip-capture-{i}" for i in range(3)]
     r = requests.post(
         infer_url(server, "sentiment"), data=body(text(REVIEWS[:3]), key(keys)), headers=token(server), timeout=30
     )
     assert r.status_code == 200
-    deadline = time.monotonic() + 30
-    while True:
-        records = [rec for rec in captures.read(server.workdir / "captures").records if rec["key"] in keys]
-        if len(records) == len(keys) or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    records = captured(server, lambda rec: rec["key"] in keys, len(keys))
     assert sorted(rec["key"] for rec in records) == keys
     assert all(rec["error"] is None and rec["positive_review_logits"] is not None for rec in records)
+
+    sent = utc(time.time())  # records of the catalogue's refusals, answered before, are older
+    too_long = body(text([REVIEWS[0], "a" * (LIMITS.max_chars + 1)]))
+    r = requests.post(infer_url(server, "sentiment"), data=too_long, headers=token(server), timeout=30)
+    assert r.status_code == 413
+    [record] = captured(server, lambda rec: rec["error"] == "text_too_long" and rec["time"] >= sent, 1)
+    assert record["positive_review_logits"] is None  # one record for the request it refused, nothing scored
 
 
 def test_kserve_v1_clients_get_the_native_instances_answer(server):
