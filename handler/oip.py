@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from handler import codec
 from handler.codec import (
     PREDICTION_FIELDS,
     Instance,
@@ -37,6 +36,9 @@ from handler.codec import (
     decode_utf8,
     parse_json,
     prediction_values,
+)
+from handler.codec import (
+    decode as decode_native,
 )
 from handler.errors import ServingError
 from handler.settings import Limits
@@ -166,7 +168,7 @@ def decode(body: object, headers: dict, limits: Limits) -> InferRequest | Reques
     if not isinstance(payload, dict):
         raise ServingError("invalid_request", 'the body must be a JSON object with "inputs"')
     if "inputs" not in payload and "instances" in payload:
-        return codec.decode(payload, "application/json", limits)
+        return decode_native(payload, "application/json", limits)
     request_id = payload.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise _refuse('"id" must be a string')
