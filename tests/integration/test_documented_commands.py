@@ -55,6 +55,8 @@ RUN = {
     ("README.md", "make batch INPUT=reviews.jsonl.gz"): "test_readme_batch",
     ("docs/api.md", "TOKEN=$(python3"): "test_api_curls",
     ("docs/api.md", "curl -s http://127.0.0.1:8080/predictions/sentiment"): "test_api_curls",
+    ("docs/api.md", "curl -s http://127.0.0.1:8080/v2/models/sentiment/infer"): "test_open_inference_curl",
+    ("docs/api.md", "import tritonclient.http"): "test_open_inference_python_client",
     ("docs/api.md", "-m serving.client predict"): "test_api_python_client",
     ("docs/api.md", "-m serving.client --help"): "test_api_python_client",
     ("docs/operations.md", "make archive VERSION=2.0"): "test_version_procedure",
@@ -124,8 +126,15 @@ class Block:
         if self.language == "python":
             return [self.text]
         joined = re.sub(r"\\\n\s*", " ", self.text)
-        lines = (re.sub(r"(^|\s+)#\s.*$", "", line).strip() for line in joined.splitlines())
-        return [line for line in lines if line]
+        commands, pending = [], ""
+        for line in joined.splitlines():
+            if not pending:  # a comment, unless inside a quoted body that spans lines
+                line = re.sub(r"(^|\s+)#\s.*$", "", line)
+            pending += ("\n" if pending else "") + line
+            if pending.count("'") % 2 == 0:
+                commands.append(pending.strip())
+                pending = ""
+        return [c for c in [*commands, pending.strip()] if c]
 
 
 def read_blocks(doc: str) -> list[Block]:
@@ -355,6 +364,28 @@ def test_api_python_client(served):
     assert first["key"] == "r1" and first["label"] == "positive"
     assert [p["label"] for p in second] == ["positive", "negative"]  # one answer per text, in order
     assert "usage:" in done.stdout and "promote" in done.stdout  # --help: every command
+
+
+def test_open_inference_curl(served):
+    token = block("docs/api.md", "TOKEN=$(python3")
+    curl = block("docs/api.md", "curl -s http://127.0.0.1:8080/v2/models/sentiment/infer")
+    (shown,) = shown_after(curl, 1)
+    got = json.loads(served.sh(served.localised(token.text + curl.text)).stdout)
+    same_answer(got, json.loads(shown), "api.md's Open Inference answer")
+
+
+def test_open_inference_python_client(served):
+    """api.md's tritonclient snippet, run as a file; TOKEN, the shell variable of api.md's Token section, is
+    defined for it from key_file.json (the token substitution). It prints what its last comment shows."""
+    snippet = block("docs/api.md", "import tritonclient.http")
+    token = 'import json\nTOKEN = json.load(open("key_file.json"))["inference"]["key"]\n'
+    (served.root / "oip_client.py").write_text(token + served.localised(snippet.text))
+    printed = served.sh(".venv/bin/python oip_client.py").stdout.strip()
+    shown = snippet.text.strip().splitlines()[-1].lstrip("# ")
+    number = r"-?\d+\.\d*(?:e-?\d+)?"
+    values = [float(x) for x in re.findall(number, printed)]
+    assert values == pytest.approx([float(x) for x in re.findall(number, shown)], abs=FLOAT_TOLERANCE)
+    assert re.findall(r"'(\w+)'", printed) == re.findall(r"'(\w+)'", shown)
 
 
 # -- docs/operations.md -------------------------------------------------------------------------------------
