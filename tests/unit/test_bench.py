@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -46,6 +47,29 @@ def test_peer_answers_as_the_handler_does(model_dir):
         bad = requests.post(url, data=b"{", headers=auth, timeout=10)
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"
         refused = requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=10)
+        assert refused.status_code == 401
+    finally:
+        server.stop()
+
+
+def test_litserve_peer_answers_as_the_handler_does(model_dir):
+    """The LitServe peer, started as `make bench` starts it, batching requests sent at once, over real HTTP."""
+    server = stacks.start_litserve(model_dir, workers=1, token="t")
+    try:
+        url = f"{server.base_url}/predictions/sentiment"
+        auth = {"Authorization": "Bearer t", "Content-Type": "application/json"}
+        bodies = single_bodies(["The film was very boring. I walked out half-way.", "A wonderful, moving film."] * 4)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(pool.map(lambda b: requests.post(url, data=b, headers=auth, timeout=30), bodies))
+        assert [a.status_code for a in answers] == [200] * 8
+        assert [a.json()["label"] for a in answers[:2]] == ["negative", "positive"]
+        assert [a.json()["key"] for a in answers] == [f"r{i}" for i in range(8)]
+        [many] = instance_bodies(load_reviews(3), 3)
+        predictions = requests.post(url, data=many, headers=auth, timeout=30).json()["predictions"]
+        assert [p["key"] for p in predictions] == [0, 1, 2]
+        empty = requests.post(url, data=b'{"text": ""}', headers=auth, timeout=30)
+        assert empty.status_code == 400 and empty.json()["detail"]["error"]["code"] == "empty_text"
+        refused = requests.post(url, data=bodies[0], headers={"Content-Type": "application/json"}, timeout=30)
         assert refused.status_code == 401
     finally:
         server.stop()
