@@ -160,6 +160,11 @@ bench: $(VENV)/.dev-installed java wrk ## benchmark (minutes): ceiling, TorchSer
 bench-capture: $(VENV)/.dev-installed java wrk ## capture's cost: c=64 req/s with capture on vs off (make bench runs it too) -> bench/results/capture.json
 	$(PY) -m bench.capture_cost
 
+.PHONY: bench-frontend
+FRONTEND_ARGS ?= # e.g. FRONTEND_ARGS="--variants shipped,wire,wire+serial-gc --rounds 5"
+bench-frontend: $(VENV)/.dev-installed java wrk ## CPU per request around the model at c=64: shipped vs the buffered worker protocol and JVM/Netty/metrics candidates (about 15 min) -> bench/results/frontend.json
+	$(PY) -m bench.frontend $(FRONTEND_ARGS)
+
 bench-frontier: $(VENV)/.dev-installed java wrk ## measure TorchServe's maxBatchDelay x workers x threads frontier -> bench/results/frontier.json
 	$(PY) -m bench.frontier
 
