@@ -6,9 +6,11 @@ from __future__ import annotations
 import gzip
 import json
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from bench import ceiling, stacks
 from bench.reviews import instance_bodies, load_reviews, single_bodies
@@ -84,3 +86,28 @@ def test_batch_overhead_times_the_jobs_function_against_the_bare_model(mar_path,
     result = batch_overhead.measure(mar_path, data, rows=12, repeats=2, batch_size=4, top=3)
     assert set(result["cpu_us_per_row"]) == {"batch_fn", "values", "ceiling"}
     assert len(result["overhead_each_round"]) == 2 and len(result["profile_batch_fn"]) == 3
+
+
+def test_frontend_variants_are_the_knobs_they_name(tmp_path):
+    """`make bench-frontend`'s variants: the switch for the worker protocol, JVM flags beside the shipped log4j2
+    setting, properties, a metrics.yaml without the dropped frontend metrics (TorchServe skips a metric it lacks)."""
+    from bench import frontend
+    from handler import wire
+
+    env, overrides = frontend.settings_of("shipped", tmp_path)
+    assert env == {wire.SWITCH: wire.TORCHSERVE} and overrides == {}
+    env, overrides = frontend.settings_of("wire+serial-gc+netty-1+no-request-metrics", tmp_path)
+    assert env == {wire.SWITCH: wire.BUFFERED}
+    assert overrides["vmargs"].startswith("-Dlog4j.configurationFile=/") and overrides["vmargs"].endswith(
+        "-XX:+UseSerialGC"
+    )
+    assert overrides["number_of_netty_threads"] == "1" and overrides["netty_client_threads"] == "1"
+    kept = yaml.safe_load(Path(overrides["metrics_config"]).read_text())
+    names = {m["name"] for metrics in kept["ts_metrics"].values() for m in metrics}
+    assert not names & set(frontend.PER_REQUEST_LATENCY + frontend.PER_REQUEST_COUNTS)
+    assert {"WorkerThreadTime", "TokenizeTime"} <= names | {
+        m["name"] for ms in kept["model_metrics"].values() for m in ms
+    }
+    with pytest.raises(ValueError, match="unknown knobs"):
+        frontend.knobs_of("wire+turbo")
+    assert set(frontend.DEFAULT_VARIANTS) >= {"shipped", "wire"}
