@@ -81,7 +81,7 @@ def _value(raw: bytearray, content_type: str, decode: bool):
     if decode and content_type == "application/json":
         try:
             return json.loads(raw.decode("utf-8"))
-        except ValueError:  # UnicodeDecodeError and JSONDecodeError alike; never logs the payload
+        except (ValueError, RecursionError):  # bad UTF-8, bad JSON, too deep a nesting; never logs the payload
             logger.warning("a JSON parameter did not parse: passed on as bytes")
             return raw
     if decode and content_type.startswith("text"):

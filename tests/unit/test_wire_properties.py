@@ -44,7 +44,7 @@ VALUES = st.one_of(
         lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
         max_leaves=10,
     ).map(lambda v: json.dumps(v, ensure_ascii=False).encode("utf-8")),
-    st.sampled_from([b"{", b"\xff\xfe", b'{"text": "\xe9"}', b"[1,"]),
+    st.sampled_from([b"{", b"\xff\xfe", b'{"text": "\xe9"}', b"[1,", b"[" * 50_000 + b"]" * 50_000, b"9" * 5000]),
     st.builds(large, st.integers(0, 3_000_000), st.binary(min_size=1, max_size=64)),
 )
 HEADERS = st.lists(st.tuples(st.binary(max_size=40), st.binary(max_size=200)), max_size=12)
