@@ -30,6 +30,7 @@ from pathlib import Path
 import psutil
 import yaml
 
+from bench import wire_cost
 from bench.cells import Target, one_cell, warm_up
 from bench.reviews import review_mix, single_bodies
 from bench.stacks import archive
@@ -226,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
             logger.info("round %d/%d: %s", round_ + 1, args.rounds, variant)
             cells[variant].append(one_server(variant, mar, bodies, work, args.seconds, args.warmup))
     summary = summarize(cells)
+    logger.info("the worker protocol alone, in process (bench.wire_cost)")
+    protocol = wire_cost.measure()
     results = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "cores": os.cpu_count(),
@@ -234,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         "load": f"single sentence-length reviews, c={CONNECTIONS} for {args.seconds} s, then c=1",
         "rounds": args.rounds,
         "variants": summary,
+        "wire_cost": protocol,
     }
     if "shipped" in summary:
         best = min(summary, key=lambda v: summary[v]["cpu_vs_shipped"])
@@ -253,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             f"(JVM {cpu['java']:4.0f}, workers {cpu['workers']:4.0f})  {row.get('cpu_vs_shipped', 1):.3f}x shipped  "
             f"c=1 p50 {row['c1_p50_ms']:.2f} ms  errors {row['errors']}"
         )
+    print(f"worker protocol alone, CPU per request: {protocol['cpu_us_per_request']}")
     print(f"\nresults: {args.out}")
     return 0
 

@@ -111,3 +111,11 @@ def test_frontend_variants_are_the_knobs_they_name(tmp_path):
     with pytest.raises(ValueError, match="unknown knobs"):
         frontend.knobs_of("wire+turbo")
     assert set(frontend.DEFAULT_VARIANTS) >= {"shipped", "wire"}
+
+
+def test_wire_cost_times_both_readers_and_writers_on_the_same_batch():
+    from bench import wire_cost
+
+    result = wire_cost.measure(batch=4, rounds=1, batches=3)
+    assert set(result["cpu_us_per_request"]) == {"read_torchserve", "read_wire", "write_torchserve", "write_wire"}
+    assert result["message_bytes"] > 4 * len(wire_cost.HEADERS)
