@@ -39,6 +39,7 @@ MODEL_MODULES = ("__init__.py", "config.py", "text.py", "infer.py")  # what the 
 HANDLER_MODULES = (
     "__init__.py",
     "codec.py",
+    "oip.py",
     "errors.py",
     "settings.py",
     "capture.py",
