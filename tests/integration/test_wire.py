@@ -16,6 +16,10 @@ from handler import wire
 from serving.server import stop
 from tests.catalogue import CASES, GOOD, JSON, TEXT
 from tests.integration.conftest import launch
+from tests.oip_catalogue import OIP_CASES, OipCase
+from tests.oip_catalogue import body as oip_body
+from tests.oip_catalogue import key as oip_key
+from tests.oip_catalogue import text as oip_text
 
 TEXTS = [
     GOOD,
@@ -131,3 +135,30 @@ def test_a_multipart_form_gets_the_same_answer(servers):
         return response.status_code, response.content
 
     assert form(servers[wire.BUFFERED]) == form(servers[wire.TORCHSERVE])
+
+
+def _post(server, path: str, body: bytes) -> tuple:
+    response = requests.post(
+        f"{server.client.inference_url}{path}",
+        data=body,
+        headers={"Authorization": f"Bearer {server.token}", "Content-Type": JSON},
+        timeout=30,
+    )
+    return response.status_code, response.headers.get("content-type"), response.content
+
+
+OIP_GOOD = oip_body(oip_text(TEXTS), oip_key([f"k{i}" for i in range(len(TEXTS))]), id="wire-1")
+
+
+@pytest.mark.parametrize("case", [*OIP_CASES, OipCase("good", OIP_GOOD, 200, "")], ids=lambda c: c.name)
+def test_every_open_inference_request_gets_the_same_answer(servers, case):
+    """The KServe v2 route reaches the worker with other headers than /predictions: the same answers too."""
+    on, off = (_post(servers[p], "/v2/models/sentiment/infer", case.body) for p in (wire.BUFFERED, wire.TORCHSERVE))
+    assert on == off
+    assert on[0] == case.status
+
+
+def test_a_kserve_v1_request_gets_the_same_answer(servers):
+    body = json.dumps({"instances": TEXTS}).encode()
+    on, off = (_post(servers[p], "/v1/models/sentiment:predict", body) for p in (wire.BUFFERED, wire.TORCHSERVE))
+    assert on == off and on[0] == 200
