@@ -150,7 +150,7 @@ def plots(
         pad = dt.timedelta(seconds=window_s / 2)
         ax.set_xlim(times[0] - pad, times[-1] + pad)
 
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, ax = plt.subplots(figsize=(11, 4))
     shown = []
     for i, model in enumerate(models):
         name = label(model)
@@ -172,7 +172,7 @@ def plots(
         shown += labeled + estimated
     ax.set(ylabel="accuracy", title="Accuracy per window: realized with its interval, and estimated")
     time_axis(ax, shown)
-    _legend(ax, "no window with labels or enough predictions yet")
+    _legend(ax, "no window with labels or enough predictions yet", outside=True)
     fig.autofmt_xdate()
     out["accuracy"] = _png(fig, plt)
 

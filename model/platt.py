@@ -54,6 +54,6 @@ def fit(logits: list[float], labels: list[int], settings: PlattSettings = PLATT)
     x = np.asarray(logits, dtype=np.float64).reshape(-1, 1)
     y = np.asarray(labels, dtype=np.int64)
     if len(set(y.tolist())) < 2:
-        raise ValueError("Platt scaling needs labels of both classes")
+        raise ValueError(f"Platt scaling needs reviews of both labels; all {len(y)} are labeled {int(y[0])}")
     model = LogisticRegression(C=settings.C, max_iter=settings.max_iter).fit(x, y)
     return Calibration(float(model.coef_[0, 0]), float(model.intercept_[0]), len(y))

@@ -15,13 +15,14 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import pyarrow.parquet as pq
 import pytest
 
 from edge.cascade import Server, TwoPhaseClient
 from edge.device import DeviceModel
-from evaluation import demo, reference
+from evaluation import captures, demo, reference
 from evaluation.keys import canonical
 from tests.conftest import ROOT
 from tests.integration.conftest import PHASE2, launch
@@ -113,6 +114,10 @@ def test_each_model_row_equals_what_its_clients_received(both_models, edge_bundl
     summary = done.stderr[done.stderr.index("evaluation run ") :]  # the end-of-run screen: a line per model version
     assert all(f"{name:<18} {v:<14}" in summary for name, v in [("sentiment", "1.0"), (PHASE2, "1.0")]), summary
 
+    # the only other traffic: the launcher's unkeyed readiness predictions, one per model at most
+    captured = captures.read(both_models.workdir / "captures").records
+    probes = Counter((r["model_name"], r["model_version"]) for r in captured if r["key"] is None)
+    assert all(n <= 2 for n in probes.values()), probes
     table = pq.read_table(runs / "latest" / "metrics.parquet").to_pylist()
     rows = {(r["model_name"], r["model_version"]): r for r in table}
     version = next(v for (m, v) in rows if v.startswith(reference.DEVICE_PREFIX))
@@ -126,7 +131,8 @@ def test_each_model_row_equals_what_its_clients_received(both_models, edge_bundl
     for model, answered in expected.items():
         row = rows[model]
         correct = sum(right(p, truth[k]) for k, p in answered.items())
-        assert (row["predictions"], row["keyed"], row["labeled"]) == (len(answered),) * 3, model
+        assert (row["keyed"], row["labeled"], row["errors"]) == (len(answered), len(answered), 0), model
+        assert row["predictions"] - row["keyed"] == probes.get(model, 0), model  # the launcher's readiness checks
         assert row["accuracy"] == pytest.approx(correct / len(answered), abs=1e-9), model
     report = json.loads((runs / "latest" / "report.json").read_text())
     assert report["inputs"]["unmatched_label_keys"] == 2 and report["inputs"]["labeled_keys"] == 2 * N + 2

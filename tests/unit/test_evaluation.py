@@ -284,3 +284,11 @@ def test_spark_free_reference_covers_the_synthetic_traffic():
     records = synthetic.predictions()
     _, counts = reference.evaluate(records, [], 3600, {})
     assert counts["retries"] > 0 and any(r["error"] for r in records) and any(r["key"] is None for r in records)
+
+
+def test_a_report_with_little_data_says_what_is_missing():
+    from evaluation import report
+
+    page = report.render_html({"run": {"started": "t", "window_seconds": 60, "exit_status": 0}}, [], [], {})
+    assert "no alerts" in page
+    assert set(report.plots([], {}, {}, {})) == {"accuracy", "scores", "reliability", "drift"}  # empty, not failing
