@@ -138,7 +138,7 @@ def summary_text(outcome) -> str:
     """The end-of-run screen: per model version its counts, accuracy with interval and alerts; then the labels."""
     c = outcome.counts
     head = (
-        f"{'model':<18} {'version':<14} {'predictions':>11} {'refused':>7} {'keyed':>7} {'joined':>7}  accuracy (95 %)"
+        f"{'model':<18} {'version':<16} {'predictions':>11} {'refused':>7} {'keyed':>7} {'joined':>7}  accuracy (95 %)"
     )
     lines = [f"evaluation run {outcome.run_dir}", head, "-" * len(head)]
     for m in outcome.models.values():
@@ -151,7 +151,7 @@ def summary_text(outcome) -> str:
         if t["active_critical"]:
             alerts += f", critical active: {', '.join(t['active_critical'])}"
         lines.append(
-            f"{m['model_name']:<18} {m['model_version']:<14} {t['predictions']:>11} {t['errors']:>7} {t['keyed']:>7} "
+            f"{m['model_name']:<18} {m['model_version']:<16} {t['predictions']:>11} {t['errors']:>7} {t['keyed']:>7} "
             f"{t['labeled']:>7}  {accuracy}  {alerts}" + ("" if m["baseline"] else "  (no baseline)")
         )
     if not outcome.models:

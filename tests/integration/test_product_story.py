@@ -112,7 +112,7 @@ def test_each_model_row_equals_what_its_clients_received(both_models, edge_bundl
                            f"EVALUATE_ARGS={args}"], cwd=ROOT, capture_output=True, text=True, timeout=900)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     summary = done.stderr[done.stderr.index("evaluation run ") :]  # the end-of-run screen: a line per model version
-    assert all(f"{name:<18} {v:<14}" in summary for name, v in [("sentiment", "1.0"), (PHASE2, "1.0")]), summary
+    assert all(f"{name:<18} {v:<16}" in summary for name, v in [("sentiment", "1.0"), (PHASE2, "1.0")]), summary
 
     # the only other traffic: the launcher's unkeyed readiness predictions, one per model at most
     captured = captures.read(both_models.workdir / "captures").records
