@@ -24,11 +24,10 @@ from pathlib import Path
 import yaml
 
 from evaluation import feedback
-from model.data import DATA_DIR, IMDB_TRAIN, book_split, read_jsonl, read_sst2
+from model.data import DATA_DIR, IMDB_TRAIN, SST2_TRAIN, book_split, read_jsonl, read_sst2
 from serving.server import ROOT
 
 logger = logging.getLogger(__name__)
-SST2_TRAIN = Path("sst2") / "train.tsv"
 BATCH = 100  # instances per request
 
 
