@@ -17,7 +17,7 @@ from tests.unit.negation_cases import CASES
 # The share of the suite the served answer gets right with the shipped models (docs/model.md): a floor that a
 # retrained model must keep. Short of the 0.9 aimed for: phase 1 is a bag of words, and phase 2's uni+bigrams
 # see "not bad" but not "hardly ever land" or "I expected to hate it, but".
-SERVED_FLOOR = 0.75
+SERVED_FLOOR = 0.77
 
 
 @pytest.fixture(scope="module")
