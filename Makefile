@@ -153,12 +153,17 @@ bench-fleet: $(VENV)/.dev-installed java wrk nginx $(MAR) ## one replica direct 
 fleet-stop: ## stop the fleet started by `make fleet`
 	@test ! -f fleet/fleet.json || $(PY) -m serving.fleet stop
 
-bench: $(VENV)/.dev-installed java wrk ## benchmark (minutes): ceiling, TorchServe vs FastAPI peer, cold start -> bench/results/
+bench: $(VENV)/.dev-installed java wrk ## benchmark (about 13 min): ceiling, TorchServe vs the FastAPI and LitServe peers, cold start -> bench/results/
 	$(PY) -m bench.run
 
 .PHONY: bench-capture
 bench-capture: $(VENV)/.dev-installed java wrk ## capture's cost: c=64 req/s with capture on vs off (make bench runs it too) -> bench/results/capture.json
 	$(PY) -m bench.capture_cost
+
+.PHONY: bench-frontend
+FRONTEND_ARGS ?= # e.g. FRONTEND_ARGS="--variants shipped,wire,wire+serial-gc --rounds 5"
+bench-frontend: $(VENV)/.dev-installed java wrk ## CPU per request around the model at c=64: shipped vs the buffered worker protocol and JVM/Netty/metrics candidates (about 18 min) -> bench/results/frontend.json
+	$(PY) -m bench.frontend $(FRONTEND_ARGS)
 
 bench-frontier: $(VENV)/.dev-installed java wrk ## measure TorchServe's maxBatchDelay x workers x threads frontier -> bench/results/frontier.json
 	$(PY) -m bench.frontier
