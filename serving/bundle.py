@@ -38,6 +38,7 @@ from model.bigram_net import ARTIFACTS as BIGRAM_ARTIFACTS
 from model.bigram_net import TORCHSCRIPT_FILE as BIGRAM_FILE
 from model.config import ARTIFACTS
 from model.data import DATA_DIR, IMDB_TRAIN, SST2_DEV, book_split, read_jsonl, read_sst2
+from model.ece import expected_calibration_error
 from model.export import load_eager
 from model.infer import TOKENIZER_DIR, load_scorer
 from model.onnx_export import DeviceNet, export, pad
@@ -163,8 +164,8 @@ def calibrate(
                 "reviews": len(val.texts),
                 "slope": fitted_calibration.slope,
                 "intercept": fitted_calibration.intercept,
-                "ece_before": round(calibration.expected_calibration_error(p_before, val.labels), 4),
-                "ece_after": round(calibration.expected_calibration_error(p_after, val.labels), 4),
+                "ece_before": round(expected_calibration_error(p_before, val.labels), 4),
+                "ece_after": round(expected_calibration_error(p_after, val.labels), 4),
                 "log_loss_before": round(calibration.log_loss(p_before, val.labels), 4),
                 "log_loss_after": round(calibration.log_loss(p_after, val.labels), 4),
             },

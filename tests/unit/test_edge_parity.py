@@ -16,6 +16,7 @@ from edge.device import BUNDLE_FILES, DeviceModel
 from edge.device import pad as device_pad
 from handler.codec import Instance, decode
 from model import calibration
+from model.ece import expected_calibration_error
 from model.export import load_eager
 from model.infer import load_scorer
 from model.onnx_export import DeviceNet, logit_error_bound
@@ -123,7 +124,7 @@ def test_the_device_is_calibrated_by_the_served_models_calibration(device, valid
     assert (device.settings.slope, device.settings.intercept) == (fitted.slope, fitted.intercept)
     assert fitted.fitted_on == how["calibration"]["reviews"] == len(val.texts) == 6250
     calibrated = calibration.sigmoid(fitted.slope * logits + fitted.intercept)
-    assert calibration.expected_calibration_error(calibrated, val.labels) == pytest.approx(
+    assert expected_calibration_error(calibrated, val.labels) == pytest.approx(
         how["calibration"]["ece_after"], abs=1e-4
     )
     assert how["calibration"]["fitted_on"].startswith("IMDB validation split")
