@@ -16,7 +16,8 @@ Decisions for input that is not what a client should send (docs/api.md has the w
     {"phase1_probability": p in [0, 1], "phase1_version": "..."}; checked (400 invalid_audit), never a model
     input, and captured beside the server's answer so that continued evaluation can judge the device model.
   - Keys are strings or finite numbers (not booleans), echoed unchanged; several instances may carry the same
-    key: they are answered in order, so the position identifies them.
+    key: they are answered in order, so the position identifies them. A refused instance whose key is valid
+    gets that key beside its error, as a prediction does.
   - Control characters and NUL bytes are normalised away by the tokenizer; a review with nothing printable is
     400. Any script and emoji are valid text. Lone UTF-16 surrogates (possible through JSON "\\ud800"
     escapes) cannot be encoded and are refused with 400.
@@ -214,12 +215,19 @@ def check_object(payload: object) -> dict:
 
 
 def _instance(obj: object, limits: Limits) -> Instance:
-    """One review from a JSON value: a string, or an object with "text"/"reviews" and an optional "key"."""
+    """One review from a JSON value: a string, or an object with "text"/"reviews" and an optional "key".
+
+    A refusal carries the object's key when the key itself passed its check (the key is checked first)."""
     if isinstance(obj, str):
         return Instance(check_text(obj, limits))
     if not isinstance(obj, dict):
         raise ServingError("invalid_instance", f"an instance must be an object or a string, got {_json_type(obj)}")
-    return check_record(obj, limits)
+    try:
+        return check_record(obj, limits)
+    except ServingError as err:
+        if err.code != "invalid_key":
+            err.key = obj.get("key")
+        raise
 
 
 def _json_type(obj: object) -> str:

@@ -5,11 +5,19 @@ Static files only, from three places, each under its own prefix and nothing else
   /                  edge/web/ (index.html, app.js, style.css)
   /vendor/...        the few files the page loads from edge/web/node_modules (npm ci from the committed lock file)
   /bundle/...        the device bundle, dist/edge/ (model.onnx, tokenizer.json, settings.json: `make edge`)
-and POST /predictions/<model>, passed on to TorchServe's inference API with the current inference token read from
-TorchServe's key_file.json at that moment: the credential never reaches the browser nor any file. This is the
-proxy a real deployment puts in front of TorchServe (the fleet's nginx adds the token the same way), and it is
-why the page calls its own origin: TorchServe 0.12 checks the token on CORS preflight requests too (a browser
-never sends credentials on one), so with token authorization on it refuses every cross-origin call from a page.
+and POST /predictions/<the bundle's phase-2 model>, passed on to TorchServe's inference API with the current
+inference token read from TorchServe's key_file.json at that moment: the credential never reaches the browser
+nor any file. It is why the page calls its own origin: TorchServe 0.12 checks the token on CORS preflight
+requests too (a browser never sends credentials on one), so with token authorization on it refuses every
+cross-origin call from a page.
+
+Because this server adds a credential, it answers only the page itself (`allowed`): a POST whose Origin is not
+the page's own origin (http://127.0.0.1:<port> or http://localhost:<port>), or whose Sec-Fetch-Site is not
+`same-origin`, or that carries no Origin at all, gets 403 and never reaches TorchServe. Otherwise any site the
+user has open could score reviews on the user's TorchServe with a `no-cors` fetch or a form (a text/plain POST
+is a "simple" request, sent without a preflight) and write them into the captures the evaluation trusts. A
+Host that is not a loopback name is refused too, so a DNS-rebound name cannot pass as the page's origin. Only
+application/json is passed on, a type no cross-site request can carry without a preflight.
 
 Compressible files are sent gzipped when the browser accepts it (20.5 MB of files, 6.3 MB gzipped), each
 compressed once per version of the file and kept in memory, never per request. Every file carries an ETag and
@@ -27,7 +35,6 @@ import gzip
 import json
 import logging
 import mimetypes
-import re
 import sys
 import threading
 import urllib.error
@@ -53,7 +60,7 @@ VENDOR = {
 }
 BUNDLE_FILES = ("model.onnx", "tokenizer.json", "settings.json")
 PAGE_FILES = ("index.html", "app.js", "style.css")
-PREDICTION = re.compile(r"^/predictions/[A-Za-z0-9_.-]+$")  # a model's prediction route; nothing else is passed on
+LOOPBACK_NAMES = ("127.0.0.1", "localhost")  # how a browser on this machine names the page's server
 MAX_BODY = 6_553_500  # config.properties' max_request_size
 TIMEOUT_S = 5.0  # the page stops waiting at 5 s as well
 TYPES = {
@@ -66,6 +73,8 @@ TYPES = {
 # weights) only to 0.91. Level 6: level 9 saves 0.3 % more for 1.8x the time.
 COMPRESSIBLE = frozenset((".wasm", ".mjs", ".js", ".onnx", ".json", ".html", ".css"))
 GZIP_LEVEL = 6
+FORBIDDEN = b'{"error":{"code":"forbidden","message":"only the page itself may ask for predictions here"}}'
+UNSUPPORTED = b'{"error":{"code":"unsupported_media_type","message":"send Content-Type application/json"}}'
 
 
 @dataclass(frozen=True)
@@ -171,9 +180,24 @@ def read_token(key_file: Path) -> str | None:
         return None
 
 
+def phase2_model(bundle: Path) -> str:
+    """The one model the page may ask: the bundle's phase-2 model (settings.json, as the page reads it)."""
+    return json.loads((Path(bundle) / "settings.json").read_text())["phase2_model"]
+
+
+def allowed(origin: str | None, fetch_site: str | None, host: str | None, port: int) -> bool:
+    """Whether a POST comes from the page itself: Origin is the page's own origin (browsers send it on every
+    POST, `no-cors` and forms included), the Host a loopback name of this server, and Sec-Fetch-Site, which
+    browsers add and no page can forge, says `same-origin` where it is sent."""
+    if host not in {f"{name}:{port}" for name in LOOPBACK_NAMES} or origin != f"http://{host}":
+        return False
+    return fetch_site in (None, "same-origin")
+
+
 class PageHandler(BaseHTTPRequestHandler):
     server_url: str = ""
     key_file: Path = Path("key_file.json")
+    model: str = ""  # the only model passed on: the bundle's phase-2 model
 
     def do_GET(self) -> None:  # noqa: N802 - the http.server name
         self._static(head=False)
@@ -206,14 +230,20 @@ class PageHandler(BaseHTTPRequestHandler):
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:  # refused below like any other length out of bounds, not a dropped connection
             length = -1
-        if not PREDICTION.match(self.path) or not 0 <= length <= MAX_BODY:
+        if self.path != f"/predictions/{self.model}" or not 0 <= length <= MAX_BODY:
             return self._send(b"not found\n", "text/plain", status=HTTPStatus.NOT_FOUND)
+        origin, fetch_site = self.headers.get("Origin"), self.headers.get("Sec-Fetch-Site")
+        if not allowed(origin, fetch_site, self.headers.get("Host"), self.server.server_address[1]):
+            logger.warning("refused a POST from origin %s (Sec-Fetch-Site %s): not the page's", origin, fetch_site)
+            return self._send(FORBIDDEN, "application/json", HTTPStatus.FORBIDDEN, cache=False)
+        if self.headers.get("Content-Type", "").split(";")[0].strip().lower() != "application/json":
+            return self._send(UNSUPPORTED, "application/json", HTTPStatus.UNSUPPORTED_MEDIA_TYPE, cache=False)
         token = read_token(self.key_file)
         request = urllib.request.Request(
             self.server_url.rstrip("/") + self.path,
             data=self.rfile.read(length),
             headers={
-                "Content-Type": self.headers.get("Content-Type", "application/json"),
+                "Content-Type": self.headers["Content-Type"],
                 **({"Authorization": f"Bearer {token}"} if token else {}),
             },
             method="POST",
@@ -256,7 +286,8 @@ class PageHandler(BaseHTTPRequestHandler):
 
 def make_server(port: int, server_url: str, key_file: Path) -> ThreadingHTTPServer:
     """The page's server on 127.0.0.1:`port` (0: any free port), its files compressed before it accepts a call."""
-    handler = type("Handler", (PageHandler,), {"server_url": server_url, "key_file": Path(key_file)})
+    fields = {"server_url": server_url, "key_file": Path(key_file), "model": phase2_model(BUNDLE)}
+    handler = type("Handler", (PageHandler,), fields)
     precompress()
     return ThreadingHTTPServer(("127.0.0.1", port), handler)
 

@@ -20,10 +20,11 @@ import requests
 from serving import fleet
 from serving.archive import build
 from serving.server import server_pid
+from tests.conftest import requires
 from tests.integration.conftest import archive_with, model_config_with
 
 REPLICAS = 3
-pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is missing: `make test` installs it")
+pytestmark = requires(None if shutil.which("nginx") or Path("/usr/sbin/nginx").exists() else "nginx is missing: `make test` installs it")
 
 
 @pytest.fixture(scope="module")
