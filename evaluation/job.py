@@ -67,7 +67,7 @@ class Inputs:
     captures: Path | None  # the handler's capture directory
     feedback: Path | None  # label files
     batch_outputs: tuple[Path, ...] = ()  # batch job output directories (predictions.parquet inside)
-    batch_key: str = "id"  # the key column of the batch outputs
+    batch_key: str = "key"  # the key column of the batch outputs
 
 
 @dataclass

@@ -147,8 +147,18 @@ CASES: list[Case] = [
     ),
     Case(
         "refused instances carry their valid keys",
-        _json({"instances": [{"text": 1, "key": "a"}, {"key": 2.5}, {"text": "", "key": [1]}, {"text": GOOD, "key": "b"},
-                             {"text": "\t", "key": "c", "audit": audit(2)}, {"text": "", "key": None}]}),
+        _json(
+            {
+                "instances": [
+                    {"text": 1, "key": "a"},
+                    {"key": 2.5},
+                    {"text": "", "key": [1]},
+                    {"text": GOOD, "key": "b"},
+                    {"text": "\t", "key": "c", "audit": audit(2)},
+                    {"text": "", "key": None},
+                ]
+            }
+        ),
         JSON,
         200,
         None,

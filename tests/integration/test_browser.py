@@ -36,8 +36,6 @@ from serving.server import free_ports
 from tests.conftest import ROOT, requires
 from tests.integration.conftest import PHASE2, launch_phase2_only
 
-
-
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 REVIEWS = 200
 GZIP_AT_MOST = 0.6  # of the decoded bytes, transferred: 0.31 measured; identity would be 1.0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,7 +25,8 @@ from tests.conftest import requires
 from tests.integration.conftest import archive_with, model_config_with
 
 REPLICAS = 3
-pytestmark = requires(None if shutil.which("nginx") or Path("/usr/sbin/nginx").exists() else "nginx is missing: `make test` installs it")
+NGINX = shutil.which("nginx") or Path("/usr/sbin/nginx").exists()
+pytestmark = requires(None if NGINX else "nginx is missing: `make test` installs it")
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +156,52 @@ def test_rollback_and_management_from_one_place(running):
     assert len(described) == REPLICAS
     assert all([m["modelVersion"] for m in models] == ["1.0"] for models in described.values())
     assert post(running, Authorization=f"Bearer {running.credential}").json()["model_version"] == "1.0"
+
+
+def hold(port: int, timeout: float = 30) -> socket.socket:
+    """Bind and listen on a loopback port as soon as it is free (a killed server's port frees in a moment)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        holder = socket.socket()
+        try:
+            holder.bind(("127.0.0.1", port))
+            holder.listen()
+            return holder
+        except OSError:
+            holder.close()
+            assert time.monotonic() < deadline, f"port {port} never came free"
+            time.sleep(0.01)
+
+
+def test_the_supervisor_survives_restarts_that_fail_and_brings_the_replica_back(running):
+    """A replica killed while another socket holds its inference port for 20 s: every restart in that time fails;
+    the supervisor logs each failure, backs off, stays alive, and brings the replica back once the port is free.
+    `status` shows the supervisor up and the replica's restarts and failures."""
+    victim = running.replicas[1]
+    name = Path(victim.workdir).name
+    before = fleet.supervisor_status(running)["replicas"].get(name, {"restarts": 0, "failures": 0})
+    frontend = psutil.Process(server_pid(Path(victim.workdir)))
+    for process in [frontend, *frontend.children(recursive=True)]:
+        process.kill()
+    holder = hold(int(victim.inference.rsplit(":", 1)[1]))
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            assert psutil.pid_exists(running.supervisor_pid), "the supervisor died"
+            time.sleep(0.5)
+        during = fleet.supervisor_status(running)
+        assert during["alive"] and during["replicas"][name]["failures"] > before["failures"], during
+    finally:
+        holder.close()
+    deadline = time.monotonic() + 240
+    while not (fleet._replica_alive(victim) and fleet._holds(victim, set(running.archives))):
+        assert time.monotonic() < deadline, "the supervisor did not bring the replica back"
+        assert psutil.pid_exists(running.supervisor_pid), "the supervisor died"
+        time.sleep(1)
+    after = fleet.supervisor_status(running)
+    assert after["alive"] and after["replicas"][name]["restarts"] == before["restarts"] + 1, after
+    assert post(running, Authorization=f"Bearer {running.credential}").status_code == 200
+    log = (Path(running.directory) / "supervisor.log").read_text()
+    assert log.count(f"restarting replica {name} failed") == after["replicas"][name]["failures"]
+    text = fleet.status_text(running)
+    assert "supervisor up" in text and f"{name} up: {after['replicas'][name]['restarts']} restarts" in text

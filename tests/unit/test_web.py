@@ -223,9 +223,13 @@ def own(port: int) -> dict[str, str]:
 
 
 def test_the_proxy_adds_the_token_and_passes_the_answer_on_as_it_came(page, torchserve):
-    response, body = fetch(page, "/predictions/sentiment-bigram", "POST", body=b'{"text": "fine"}', **{
-        **own(page), "Accept-Encoding": "gzip"
-    })
+    response, body = fetch(
+        page,
+        "/predictions/sentiment-bigram",
+        "POST",
+        body=b'{"text": "fine"}',
+        **{**own(page), "Accept-Encoding": "gzip"},
+    )
     assert response.status == 200
     assert json.loads(body)["label"] == "positive"
     assert response.headers["Content-Encoding"] is None  # never compressed: a small answer, passed on as it is
@@ -301,9 +305,9 @@ def test_the_page_origin_is_answered_by_either_loopback_name(page, origin):
 
 def test_the_proxy_passes_json_only(page):
     """text/plain is what a cross-site simple request can send; the page sends JSON."""
-    response, body = fetch(page, "/predictions/sentiment-bigram", "POST", body=b"fine", **{
-        **own(page), "Content-Type": "text/plain"
-    })
+    response, body = fetch(
+        page, "/predictions/sentiment-bigram", "POST", body=b"fine", **{**own(page), "Content-Type": "text/plain"}
+    )
     assert response.status == 415 and json.loads(body)["error"]["code"] == "unsupported_media_type"
     assert FakeTorchServe.seen == []
 
