@@ -36,7 +36,7 @@ from pathlib import Path
 import psutil
 
 from serving import proxy
-from serving.client import ServingClient, version_key
+from serving.client import HISTORY, ServingClient
 from serving.server import ROOT, free_ports, launch, read_properties, server_pid, start, stop, wait_until_ready
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,8 @@ class ReplicaState:
         return self.inference.removeprefix("http://")
 
     def client(self, **kwargs) -> ServingClient:
-        return ServingClient(self.inference, self.management, key_file=None, **kwargs)
+        history = Path(self.workdir) / HISTORY  # each replica's defaults, for its rollback
+        return ServingClient(self.inference, self.management, key_file=None, history_file=history, **kwargs)
 
 
 @dataclass
@@ -372,7 +373,7 @@ def rollback(state: FleetState) -> str:
     for replica in state.replicas:
         replica.client().rollback(MODEL)
     remaining = {v for r in state.replicas for v in r.client().versions(MODEL)}
-    state.default = max(remaining, key=version_key)
+    state.default = state.replicas[0].client().default_version(MODEL)  # each replica's previous default: one
     state.archives = {v: a for v, a in state.archives.items() if v in remaining}
     state.save()
     return state.default

@@ -329,7 +329,7 @@ def foreign_site(tmp_path):
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", free_ports(1)[0]), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    yield f"http://localhost:{httpd.server_address[1]}/"
     httpd.shutdown()
     httpd.server_close()
 
