@@ -33,7 +33,7 @@ EDGE_INPUTS := $(ARTIFACTS)/weights.pt $(ARTIFACTS)/sentiment.pt $(ARTIFACTS)/co
 	serving/bundle.py model-config.yaml
 
 .PHONY: help serve stop test unit integration lint train export archive clean java bench bench-frontier wrk
-.PHONY: train-bigram archive-bigram edge calibrate two-phase-report web web-deps chromium web-report
+.PHONY: train-bigram archive-bigram edge calibrate two-phase-report web web-stop web-deps chromium web-report
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -90,8 +90,11 @@ $(WEB_DEPS): edge/web/package.json edge/web/package-lock.json
 
 web-deps: $(WEB_DEPS) # the page's npm packages (onnxruntime-web, the tokenizers WebAssembly build)
 
-web: $(WEB_DEPS) $(EDGE_BUNDLE) ## serve the phase-1 page on 127.0.0.1:$(WEB_PORT); phase 2 on make serve's TorchServe
-	$(PY) -m serving.web --port $(WEB_PORT)
+web: $(WEB_DEPS) $(EDGE_BUNDLE) ## serve the phase-1 page on 127.0.0.1:8095 [WEB_PORT=...] in the background; returns when it answers; phase 2 on make serve's TorchServe
+	$(PY) -m serving.web start --port $(WEB_PORT)
+
+web-stop: ## stop the page server started by `make web` (by its recorded pid)
+	@test ! -x $(PY) || $(PY) -m serving.web stop
 
 web-report: $(VENV)/.dev-installed java chromium $(WEB_DEPS) $(MAR) $(BIGRAM_MAR) $(EDGE_BUNDLE) ## the page in headless Chromium: bytes, first prediction, latency -> bench/results/browser.json, docs/web-*.png
 	WEB_RESULTS=bench/results WEB_SCREENSHOTS=docs $(PY) -m pytest tests/integration/test_browser.py -q

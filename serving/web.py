@@ -1,5 +1,7 @@
-"""Serve the phase-1 page on loopback: `python -m serving.web [--port 8095] [--server URL] [--key-file FILE]`
-(`make web`).
+"""Serve the phase-1 page on loopback: `python -m serving.web [run|start|stop] [--port 8095] [--server URL]
+[--key-file FILE]`. `run` (the default) serves in the foreground until Ctrl-C; `start` (`make web`) serves in the
+background, records the server's pid in tmp/web.pid and returns once the page answers; `stop` (`make web-stop`)
+ends the recorded process and waits until it is gone.
 
 Static files only, from three places, each under its own prefix and nothing else of the tree:
   /                  edge/web/ (index.html, app.js, style.css)
@@ -35,8 +37,12 @@ import gzip
 import json
 import logging
 import mimetypes
+import os
+import signal
+import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -49,6 +55,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "edge" / "web"
 BUNDLE = ROOT / "dist" / "edge"
 PORT = 8095  # loopback, clear of TorchServe's 8080-8082
+PID_FILE = ROOT / "tmp" / "web.pid"  # the background server's (`start`), read by `stop`
+LOG_FILE = ROOT / "logs" / "web.log"
+START_TIMEOUT_S = 30.0  # compressing the page's files takes about a second on one core
 NODE = PAGE / "node_modules"
 # Exactly what the page loads: onnxruntime-web's WebAssembly-only build (no WebGPU/WebNN code) and the Rust
 # tokenizers library compiled to WebAssembly (its .wasm is inlined in index.js).
@@ -296,18 +305,102 @@ def missing() -> list[Path]:
     return [p for p in [*VENDOR.values(), *(BUNDLE / n for n in BUNDLE_FILES)] if not p.is_file()]
 
 
+def recorded_pid() -> int | None:
+    """The background server's pid, when the recorded process is still that server (a pid is reused)."""
+    try:
+        pid = int(PID_FILE.read_text().strip())
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    return pid if b"serving.web" in command and running(pid) else None
+
+
+def start(argv: list[str], port: int) -> int:
+    """Serve in the background (`run` with the same options) and return once the page answers."""
+    if (pid := recorded_pid()) is not None:
+        print(f"the page's server already runs (pid {pid}): `make web-stop` first", file=sys.stderr)
+        return 1
+    for path in (PID_FILE, LOG_FILE):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with LOG_FILE.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "serving.web", "run", *argv],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # outlives `make web` and its terminal
+        )
+    PID_FILE.write_text(f"{process.pid}\n")
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            PID_FILE.unlink(missing_ok=True)
+            print(f"the page's server exited ({process.returncode}); see {LOG_FILE}", file=sys.stderr)
+            return 1
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own loopback server
+                if response.status == HTTPStatus.OK:
+                    print(f"the page: {url} (pid {process.pid}, log {LOG_FILE}); `make web-stop` stops it")
+                    return 0
+        except OSError:
+            pass
+        time.sleep(0.1)
+    process.terminate()
+    PID_FILE.unlink(missing_ok=True)
+    print(f"the page's server did not answer within {START_TIMEOUT_S:.0f} s; see {LOG_FILE}", file=sys.stderr)
+    return 1
+
+
+def running(pid: int) -> bool:
+    """Whether the process runs: exited but not yet reaped (a zombie) counts as gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def stop(timeout: float = 10.0) -> int:
+    """End the background server by its recorded pid and wait until it is gone."""
+    pid = recorded_pid()
+    if pid is None:
+        PID_FILE.unlink(missing_ok=True)
+        print("no page server recorded as running")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if running(pid):
+        os.kill(pid, signal.SIGKILL)
+    PID_FILE.unlink(missing_ok=True)
+    print(f"the page's server (pid {pid}) stopped")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m serving.web", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", nargs="?", default="run", choices=["run", "start", "stop"])
     parser.add_argument("--port", type=int, default=PORT, help="loopback port (%(default)s)")
     parser.add_argument("--server", default="http://127.0.0.1:8080", help="TorchServe's inference URL (%(default)s)")
     parser.add_argument("--key-file", type=Path, default=ROOT / "key_file.json", help="TorchServe's key file")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "stop":
+        return stop()
     if absent := missing():
         print(f"missing: {', '.join(map(str, absent))}: run `make web`", file=sys.stderr)
         return 1
+    if args.command == "start":
+        return start([a for a in argv if a != "start"], args.port)
     httpd = make_server(args.port, args.server, args.key_file)
-    print(f"the page: http://127.0.0.1:{httpd.server_address[1]}/ (phase 2: {args.server}); Ctrl-C stops it")
+    print(
+        f"the page: http://127.0.0.1:{httpd.server_address[1]}/ (phase 2: {args.server}); Ctrl-C stops it", flush=True
+    )
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `stop`: leave through the finally below
     try:
         httpd.serve_forever()
     except KeyboardInterrupt:

@@ -33,7 +33,7 @@ from edge.device import DeviceModel
 from handler.codec import sigmoid
 from serving import web
 from serving.server import free_ports
-from tests.conftest import ROOT, requires
+from tests.conftest import MAKE_ENV, ROOT, requires
 from tests.integration.conftest import PHASE2, launch_phase2_only
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -442,3 +442,22 @@ def test_a_bundle_file_that_cannot_be_fetched_is_named_on_the_page(browser, page
     status = browser.answer()["status"]
     assert status.startswith("The model could not be loaded: bundle/model.onnx could not be fetched"), status
     assert browser.eval("document.getElementById('review').disabled") is True
+
+
+def test_make_web_serves_in_the_background_until_make_web_stop(tmp_path):
+    """`make web` returns once the page answers, its server left running under a recorded pid; `make web-stop`
+    ends that process."""
+    port = free_ports(1)[0]
+    started = subprocess.run(
+        ["make", "-s", "web", f"WEB_PORT={port}"], cwd=ROOT, env=MAKE_ENV, capture_output=True, text=True, timeout=120
+    )
+    try:
+        assert started.returncode == 0, started.stderr
+        pid = web.recorded_pid()
+        assert pid is not None and f"http://127.0.0.1:{port}/" in started.stdout
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+            assert response.status == 200
+    finally:
+        stopped = subprocess.run(["make", "-s", "web-stop"], cwd=ROOT, env=MAKE_ENV, capture_output=True, text=True)
+    assert stopped.returncode == 0 and f"(pid {pid}) stopped" in stopped.stdout, stopped
+    assert not web.running(pid) and web.recorded_pid() is None

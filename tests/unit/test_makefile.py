@@ -62,3 +62,8 @@ def test_java_before_17_is_refused_in_words(tmp_path, version):
 def test_java_17_or_later_passes(tmp_path, version):
     done = _make_java(tmp_path, f'openjdk version "{version}" 2025-04-15')
     assert (done.returncode, done.stdout) == (0, "")
+
+
+def test_help_prints_no_make_variable_unexpanded():
+    done = subprocess.run(["make", "-s", "help"], cwd=ROOT, env=MAKE_ENV, capture_output=True, text=True, check=True)
+    assert "$(" not in done.stdout and "make web-stop" in done.stdout, done.stdout
