@@ -26,6 +26,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -219,6 +220,7 @@ def supervise(directory: Path, poll: float = 1.0, backoff: Backoff | None = None
                 record = records.setdefault(Path(replica.workdir).name, ReplicaRecord())
                 if stopping or time.time() < record.retry_at or _replica_alive(replica):
                     continue
+                _write_status(Path(directory), records)  # a restart takes a start-up: say the supervisor is here
                 _restart(state, replica, record, backoff)
         except Exception:  # noqa: BLE001 - a round that failed (the state file half-read, ...) is tried again
             logger.exception("a supervision round failed; the next one starts in %.0f s", poll)
@@ -266,6 +268,7 @@ def restart_replica(state: FleetState, replica: ReplicaState, timeout: float = 1
     workdir = Path(replica.workdir)
     logger.warning("replica %s is down; restarting it with %s %s", workdir.name, MODEL, state.default)
     stop(workdir)  # whatever is left of it (workers of a killed frontend) goes first
+    _ports_free(replica)
     try:
         start(workdir / "config.properties", workdir, models=f"{MODEL}={state.archives[state.default]}")
         client = replica.client()
@@ -277,6 +280,19 @@ def restart_replica(state: FleetState, replica: ReplicaState, timeout: float = 1
         stop(workdir)
         raise
     logger.info("replica %s is back", workdir.name)
+
+
+def _ports_free(replica: ReplicaState) -> None:
+    """Raise when the replica's inference or management port is taken: a TorchServe started then would load its
+    model for seconds before it failed to bind, or run half-bound."""
+    for url in (replica.inference, replica.management):
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a server binds: TIME_WAIT is no obstacle
+            try:
+                probe.bind((host, int(port)))
+            except OSError as err:
+                raise OSError(f"{url}: the port is in use ({err.strerror})") from None
 
 
 def supervisor_status(state: FleetState) -> dict:

@@ -193,7 +193,7 @@ def test_a_failed_run_leaves_the_previous_output_untouched(spark, mar_path, tmp_
 
 def test_a_missing_key_column_fails_before_anything_is_written(spark, mar_path, tmp_path):
     data = write_jsonl(tmp_path / "in.jsonl", [{"review_id": 1, "text": REVIEWS[0]}])
-    with pytest.raises(ValueError, match="the key field 'id'"):
+    with pytest.raises(ValueError, match="the key field 'key'"):
         run(spark, JobSettings(input=data, output=tmp_path / "out", mar=mar_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]  # no output, staging or lock
 
