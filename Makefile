@@ -192,7 +192,7 @@ BATCH_ARGS ?=
 BENCH_ARGS ?= # e.g. BENCH_ARGS="--variants tuned,plain,no-jit,no-preload --rounds 2": the local tuning side by side
 
 batch: $(VENV)/.dev-installed java $(MAR) ## score a dataset on Spark: make batch INPUT=reviews.jsonl.gz OUTPUT=out/ [BATCH_ARGS=...]
-	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make batch INPUT=<path or URI: jsonl[.gz]|csv|parquet> OUTPUT=<dir or URI> [BATCH_ARGS='--key-column id --jsonl']"; exit 2; }
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make batch INPUT=<path or URI: jsonl[.gz]|csv|parquet> OUTPUT=<dir or URI> [BATCH_ARGS='--key-column id --jsonl'] (the key field defaults to key)"; exit 2; }
 	$(PY) -m batch --input $(INPUT) --output $(OUTPUT) --mar $(MAR) $(BATCH_ARGS)
 
 bench-batch: $(VENV)/.dev-installed java $(MAR) ## Spark batch job on 1,000,000 reviews (and 100,000, for memory) vs the in-process ceiling -> bench/results/batch.json (minutes)
