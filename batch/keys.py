@@ -85,8 +85,8 @@ def typed_key(value: object, key_type: str, text: str | None = None) -> object:
         return value
     if key_type == "bigint" and type(value) is int and _INT64[0] <= value <= _INT64[1]:
         return value
-    if key_type == "double" and type(value) is float and math.isfinite(value):  # 1e400 is no double
-        return value
+    if key_type == "double" and isinstance(value, float) and math.isfinite(value):  # 1e400 is no double
+        return float(value)
     if key_type == "double" and type(value) is int and float(value) == value:
         return float(value)
     shown = json_text(value)

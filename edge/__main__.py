@@ -13,14 +13,13 @@ misnamed key field never passes silently as answers keyed null.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
 from edge.cascade import TIMEOUT_S, Server, TwoPhaseClient, read_token
 from edge.device import DeviceModel
-from handler.codec import dumps
+from handler.codec import dumps, loads
 from handler.errors import ServingError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +30,7 @@ LINES_PER_CALL = 256  # reviews scored (and deferred) together: one server reque
 
 def parse_line(line: str) -> object | ServingError:
     try:
-        return json.loads(line)
+        return loads(line)  # a numeric key keeps its text, to come back as sent
     except (ValueError, RecursionError):
         return ServingError("invalid_json", "the line is not valid JSON")
 

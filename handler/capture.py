@@ -18,7 +18,6 @@ files and directories are then created readable by the owner only. Hour partitio
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import queue
@@ -31,7 +30,7 @@ from json.encoder import encode_basestring_ascii as _string  # json.dumps' own e
 from pathlib import Path
 from typing import NamedTuple
 
-from handler.codec import Audit, Instance, sigmoid
+from handler.codec import Audit, Instance, encode, key_json, sigmoid
 from handler.errors import ServingError
 from handler.settings import CaptureSettings
 
@@ -139,11 +138,11 @@ def line(item: Item, model: Model, stamp: str, max_tokens: int) -> str:
     for every instance it answers; the others take the general path."""
     logit, tokens = item.logit, item.tokens
     if logit is None or item.audit is not None or item.text is not None or item.chars is None:
-        return json.dumps(record(item, model.name, model.version, stamp, max_tokens))
+        return encode(record(item, model.name, model.version, stamp, max_tokens))  # a numeric key as it was sent
     key = item.key
     return (
         f'{{"prediction_id": {_string(item.prediction_id)}, "key": '
-        f"{_string(key) if isinstance(key, str) else json.dumps(key)}, {model.fields}, "
+        f"{_string(key) if isinstance(key, str) else key_json(key)}, {model.fields}, "
         f'"time": "{stamp}", "positive_review_probability": {sigmoid(logit)!r}, "positive_review_logits": '
         f'{logit!r}, "label": "{"positive" if logit >= 0.0 else "negative"}", "chars": {item.chars}, '
         f'"tokens": {tokens}, "truncated": {"true" if tokens >= max_tokens else "false"}, '

@@ -22,7 +22,7 @@ from evaluation import captures
 from evaluation.captures import read as read_captures
 from handler import capture, settings
 from handler.capture import CaptureWriter, Item
-from handler.codec import Instance, Request
+from handler.codec import Instance, Request, loads
 from handler.errors import ServingError
 from tests.conftest import BOOK_REVIEWS
 from tests.unit.test_handler import run
@@ -115,6 +115,20 @@ def test_an_unwritable_directory_counts_and_logs_once(tmp_path, caplog):
             assert w.flush()
     assert w.lost == 15 and w.unreported() == (15, 0) and w.unreported() == (0, 0)
     assert len([r for r in caplog.records if "capture failed" in r.message]) == 1
+    w.close()
+
+
+def test_a_numeric_key_is_recorded_as_it_was_sent(tmp_path):
+    """A key sent as 1.10 is recorded as 1.10 (a float would write 1.1), on both the template's path (an answered
+    instance) and the general one (a refusal)."""
+    w = writer(tmp_path / "captures")
+    w.submit([Item("r:0", loads("1.10"), 4, 0.5, 2, 0, None, None), Item("r:1", loads("1E+2"), None, None, None, None,
+              "empty_text", None)])  # fmt: skip
+    assert w.flush()
+    [written] = (tmp_path / "captures").rglob("*.jsonl")
+    first, second = written.read_text().splitlines()
+    assert '"key": 1.10,' in first and '"key": 1E+2,' in second
+    assert json.loads(first)["key"] == 1.1 and json.loads(second)["error"] == "empty_text"
     w.close()
 
 
