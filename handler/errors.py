@@ -29,6 +29,7 @@ ERRORS: dict[str, ErrorCode] = {
         ErrorCode("invalid_instances", 400, '"instances" is not a non-empty array'),
         ErrorCode("unsupported_media_type", 415, "the Content-Type is not application/json or text/plain"),
         ErrorCode("too_many_instances", 413, "more instances than `max_instances`"),
+        ErrorCode("invalid_tensors", 400, "an Open Inference Protocol request's tensors are not as docs/api.md says"),
         # one review (a whole request, or one slot of `instances`)
         ErrorCode("invalid_instance", 400, "an instance is neither an object nor a string"),
         ErrorCode("missing_text", 400, 'no "text" (or "reviews") field, or it is null'),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ts.metrics.metric_type_enum import MetricTypes
 
-from handler import capture, settings
+from handler import capture, oip, settings
 from handler.codec import Request, decode, dumps, error_response, respond, sigmoid
 from handler.errors import ServingError, internal_error
 from model.infer import Score, limit_threads, load_scorer, score
@@ -149,7 +149,10 @@ class SentimentHandler:
     def _decode(self, idx: int, row: dict, context) -> Decoded:
         body = row.get("body") if row.get("body") is not None else row.get("data")
         try:
-            return decode(body, _content_type(context, idx), self.limits)
+            headers = _headers(context, idx)
+            if oip.is_oip_route(headers):
+                return oip.decode(body, headers, self.limits)
+            return decode(body, _content_type(context, idx) or _named_content_type(row), self.limits)
         except ServingError as err:
             logger.info("request %s refused: %s", _id(context, idx), err.code)
             return err
@@ -163,15 +166,27 @@ class SentimentHandler:
             if isinstance(scores, ServingError):
                 request = scores
             if isinstance(request, ServingError):
-                return _reply(context, idx, *error_response(request))
+                return _reply(context, idx, *_error_response(request, context, idx))
+            if isinstance(request, oip.InferRequest):
+                return _reply(context, idx, *oip.respond(request, scores, context.model_name, self.scorer.version))
             return _reply(context, idx, *respond(request, scores, self.scorer.version))
         except Exception as err:  # noqa: BLE001 - a bug: this request alone gets a generic 500
             logger.error("encoding the answer failed for request %s: %s", _id(context, idx), where(err))
-            return _reply(context, idx, *error_response(internal_error(_id(context, idx))))
+            return _reply(context, idx, *_error_response(internal_error(_id(context, idx)), context, idx))
+
+
+def _error_response(err: ServingError, context, idx: int) -> tuple[int, dict]:
+    """The error in the dialect of the route the request came by."""
+    return oip.error_response(err) if oip.is_oip_route(_headers(context, idx)) else error_response(err)
 
 
 def _reply(context, idx: int, status: int, body: dict) -> bytes:
-    context.set_response_status(status, "OK" if status == 200 else body["error"]["code"], idx)
+    if status == 200:
+        reason = "OK"
+    else:  # the error code: native bodies hold it, Open Inference Protocol ones lead their message with it
+        error = body["error"]
+        reason = error["code"] if isinstance(error, dict) else error.split(":", 1)[0]
+    context.set_response_status(status, reason, idx)
     context.set_response_content_type(idx, JSON)
     return dumps(body)
 
@@ -180,8 +195,21 @@ def _not_per_batch_line(record: logging.LogRecord) -> bool:
     return record.msg != PER_BATCH_LINE
 
 
+def _headers(context, idx: int) -> dict:
+    return context.get_all_request_header(idx) or {}
+
+
+def _named_content_type(row: dict) -> str | None:
+    """TorchServe's gRPC Predictions call carries no headers: its input map may name the body's media type as an
+    input "content-type" beside "data" (docs/api.md: gRPC), so that keyed JSON requests work there too."""
+    value = row.get("content-type")
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    return value if isinstance(value, str) else None
+
+
 def _content_type(context, idx: int) -> str | None:
-    headers = context.get_all_request_header(idx) or {}
+    headers = _headers(context, idx)
     for name, value in headers.items():
         if isinstance(value, str) and name.lower() == "content-type":
             return value

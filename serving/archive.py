@@ -36,7 +36,15 @@ from model.platt import CALIBRATION_FILE
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_MODULES = ("__init__.py", "config.py", "text.py", "infer.py")  # what the handler imports from model/
-HANDLER_MODULES = ("__init__.py", "codec.py", "errors.py", "settings.py", "capture.py", "sentiment_handler.py")
+HANDLER_MODULES = (
+    "__init__.py",
+    "codec.py",
+    "oip.py",
+    "errors.py",
+    "settings.py",
+    "capture.py",
+    "sentiment_handler.py",
+)
 DEFAULT_VERSION = "1.0"  # the version of sentiment.mar; the Makefile's BASE_VERSION says the same
 TOKENIZER = ARTIFACTS / TOKENIZER_DIR  # the one tokenizer, trained with the sentiment model
 

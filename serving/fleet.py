@@ -144,7 +144,9 @@ def start_fleet(
 
 def start_proxy(state: FleetState) -> None:
     max_body = int(read_properties(ROOT / "config.properties")["max_request_size"])
-    settings = proxy.ProxySettings(state.listen, tuple(r.address for r in state.replicas), state.credential, max_body)
+    settings = proxy.ProxySettings(
+        state.listen, tuple(r.address for r in state.replicas), state.credential, max_body, models=(MODEL,)
+    )
     proxy.render(settings, Path(state.directory))
     proxy.check(Path(state.directory))
     proxy.start(Path(state.directory))

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import psutil
 
+from serving import oip_edge
+
 logger = logging.getLogger(__name__)
 TEMPLATE = Path(__file__).resolve().with_name("nginx.conf")
 CONF = "nginx.conf"
@@ -28,6 +30,7 @@ class ProxySettings:
     max_body: int  # bytes; no larger than the replicas' max_request_size
     fail_timeout_s: int = 2  # a failed replica sits out this long before it is tried again
     tries: int = 3  # replicas a prediction may be sent to before the client sees the failure
+    models: tuple[str, ...] = ()  # the models whose Open Inference Protocol metadata and readiness the edge answers
 
 
 def nginx() -> str:
@@ -53,6 +56,8 @@ def render(settings: ProxySettings, directory: Path) -> Path:
         "CREDENTIAL": settings.credential,
         "MAX_BODY": str(settings.max_body),
         "TRIES": str(settings.tries),
+        "OIP_SERVER": oip_edge.server_metadata(),
+        "OIP_MODELS": oip_edge.locations(settings.models),
     }.items():
         text = text.replace(f"@@{name}@@", value)
     path = directory / CONF

@@ -9,6 +9,7 @@ import pytest
 from handler.errors import ERRORS, ServingError, internal_error
 from tests.catalogue import CASES
 from tests.conftest import ROOT
+from tests.oip_catalogue import OIP_CASES
 
 ROW = re.compile(r"^\|\s*`([a-z0-9_]+)`\s*\|\s*(\d{3})\s*\|")
 
@@ -37,6 +38,6 @@ def test_status_comes_from_the_registry():
 
 def test_every_client_error_code_is_in_the_catalogue():
     """Each registered 4xx code has at least one case in the bad-input catalogue that produces it."""
-    seen = {c.code for c in CASES} | {slot for c in CASES for slot in c.slots}
+    seen = {c.code for c in CASES} | {slot for c in CASES for slot in c.slots} | {c.code for c in OIP_CASES}
     client_errors = {e.code for e in ERRORS.values() if 400 <= e.status < 500}
     assert client_errors <= seen, sorted(client_errors - seen)
