@@ -14,9 +14,11 @@ On HDFS, which has no such lock, the lock is a file created without overwrite (a
 refreshes its modification time every HEARTBEAT seconds. It is stale when its holder is a process of this host
 that no longer exists, or when it has not been refreshed for STALE_AFTER seconds (a holder on another host that
 died). A stale lock is taken over by renaming it to a name made from the holder it records (an atomic rename,
-which fails when the target exists): of the runs that judged the same lock stale, exactly one rename succeeds,
-and as the winner keeps the renamed file until it releases, a late rename of the winner's own new lock to that
-name fails too. The winner then creates its own lock without overwrite. On object stores a rename is a copy, so
+which fails when the target exists): of the runs that judged the same lock stale, exactly one rename succeeds.
+The renamed file stays as a tombstone for as long as the lock is then held, so that a run that judged the
+same holder stale but renames late finds the name taken, rather than renaming the new lock aside; the holder
+removes it when it releases the lock (a rename keeps the file's old modification time, so a tombstone's age
+says nothing). The winner then creates its own lock without overwrite. On object stores a rename is a copy, so
 there the lock is a check and then a write, and two runs started at the same instant are not both caught.
 """
 
@@ -175,6 +177,17 @@ def _taken_name(lock: str, content: bytes) -> str:
     return TAKEN.format(lock=lock, holder=hashlib.sha256(content).hexdigest()[:16])
 
 
+def _clear_tombstones(fs: Storage, lock: str) -> None:
+    """Remove the stale locks renamed aside by the runs that contended for this lock: they are long done."""
+    prefix = TAKEN.format(lock=storage.name(lock), holder="")
+    parent = storage.parent(lock)
+    for name in fs.children(parent):
+        old = storage.child(parent, name)
+        if name.startswith(prefix):
+            with contextlib.suppress(Exception):  # another run may be removing it too
+                fs.delete(old)
+
+
 def _take_over(fs: Storage, lock: str, content: bytes) -> str | None:
     """Rename the stale lock whose content is `content` aside; its new name when this run did, else None."""
     taken = _taken_name(lock, content)
@@ -195,28 +208,20 @@ def _take_over(fs: Storage, lock: str, content: bytes) -> str | None:
 def _file_lock(fs: Storage, lock: str, target: str) -> Iterator[None]:
     fs.mkdirs(storage.parent(lock))
     mine = json.dumps(_identity()).encode()
-    taken: str | None = None
-    try:
-        for _ in range(3):
-            if _create(fs, lock, mine):
-                break
-            found = _holder(fs, lock)
-            if found is None:
-                continue
-            content, age = found
-            holder = _parse(content)
-            if not is_stale(holder, age):
-                raise _refused(target, holder, lock)
-            logger.warning(
-                "taking over the stale lock of %s (pid %s on %s)", target, holder.get("pid"), holder.get("host")
-            )
-            taken = _take_over(fs, lock, content) or taken
-        else:
-            raise OutputLocked(f"{target}: could not take its lock {lock}; another run keeps taking it")
-    except BaseException:
-        if taken is not None:
-            fs.delete(taken)
-        raise
+    for _ in range(3):
+        if _create(fs, lock, mine):
+            break
+        found = _holder(fs, lock)
+        if found is None:
+            continue
+        content, age = found
+        holder = _parse(content)
+        if not is_stale(holder, age):
+            raise _refused(target, holder, lock)
+        logger.warning("taking over the stale lock of %s (pid %s on %s)", target, holder.get("pid"), holder.get("host"))
+        _take_over(fs, lock, content)  # by this run or another: the next round creates the lock or is refused
+    else:
+        raise OutputLocked(f"{target}: could not take its lock {lock}; another run keeps taking it")
     stop = threading.Event()
 
     def heartbeat() -> None:
@@ -234,5 +239,4 @@ def _file_lock(fs: Storage, lock: str, target: str) -> Iterator[None]:
         stop.set()
         thread.join()
         fs.delete(lock)
-        if taken is not None:
-            fs.delete(taken)
+        _clear_tombstones(fs, lock)

@@ -59,6 +59,10 @@ class HdfsLike:
     def touch(self, location: str, when: float) -> None:
         os.utime(self._path(location), (when, when))
 
+    def children(self, location: str) -> list[str]:
+        path = self._path(location)
+        return sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+
     def rename(self, source: str, target: str) -> None:
         os.link(self._path(source), self._path(target))  # fails when the target exists, as HDFS's rename does
         os.unlink(self._path(source))
@@ -134,7 +138,16 @@ def test_one_run_of_many_released_together_takes_a_stale_hdfs_lock_over(tmp_path
     monkeypatch.setattr(lock, "_local_file", lambda _: None)  # the file-based protocol, as on HDFS
     holders = race(tmp_path, HdfsLike())
     assert holders == [1] * ROUNDS, f"rounds with other than one holder: {[h for h in holders if h != 1]}"
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # released, each round's renamed stale lock with it
+
+
+def test_tombstones_are_cleared_when_the_lock_is_released(tmp_path, monkeypatch):
+    monkeypatch.setattr(lock, "_local_file", lambda _: None)
+    (tmp_path / ".out.lock.taken-earlier").write_text("{}")
+    (tmp_path / ".other.lock.taken-x").write_text("{}")  # another output's
+    with lock.locked(HdfsLike(), storage.uri(tmp_path / "out")):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.lock.taken-x"]
 
 
 def test_a_held_kernel_lock_refuses_with_the_holders_name_and_a_killed_ones_is_taken(tmp_path):
