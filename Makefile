@@ -17,13 +17,13 @@ VERSION ?= $(BASE_VERSION)
 archive_file = model_store/sentiment$(if $(filter $(BASE_VERSION),$(1)),,_$(1)).mar
 MAR := $(call archive_file,$(BASE_VERSION))
 # the Makefile too: it says which version sentiment.mar carries
-MAR_INPUTS := $(ARTIFACTS)/sentiment.pt $(ARTIFACTS)/config.json $(wildcard $(ARTIFACTS)/tokenizer/*) \
+MAR_INPUTS := $(ARTIFACTS)/sentiment.pt $(ARTIFACTS)/config.json $(ARTIFACTS)/baseline.json $(ARTIFACTS)/calibration.json $(wildcard $(ARTIFACTS)/tokenizer/*) \
 	model/__init__.py model/config.py model/text.py model/infer.py $(wildcard handler/*.py) model-config.yaml \
 	serving/archive.py Makefile
 # The phase-2 model of the two-phase cascade, served beside sentiment by the same handler
 BIGRAM := model/artifacts_bigram
 BIGRAM_MAR := model_store/sentiment-bigram.mar
-BIGRAM_INPUTS := $(BIGRAM)/bigram.pt $(BIGRAM)/config.json $(ARTIFACTS)/tokenizer/tokenizer.json \
+BIGRAM_INPUTS := $(BIGRAM)/bigram.pt $(BIGRAM)/config.json $(BIGRAM)/baseline.json $(BIGRAM)/calibration.json $(ARTIFACTS)/tokenizer/tokenizer.json \
 	model/__init__.py model/config.py model/text.py model/infer.py model/bigram_net.py $(wildcard handler/*.py) \
 	model-config.yaml serving/archive.py
 # The device bundle (edge/): the int8 ONNX model, the tokenizer, the calibrated settings; not committed
@@ -63,7 +63,7 @@ export: $(VENV)/.installed ## trace the trained model to TorchScript (model/arti
 
 archive: $(call archive_file,$(VERSION)) ## build model_store/sentiment.mar (1.0); VERSION=2.0: sentiment_2.0.mar beside it
 
-train-bigram: $(VENV)/.installed ## train and trace the phase-2 uni+bigram model (model/artifacts_bigram; 30 s on 2 idle cores)
+train-bigram: $(VENV)/.installed ## train and trace the phase-2 uni+bigram model, with its baseline and calibration (model/artifacts_bigram; 30 s on 2 idle cores)
 	$(PY) -m model.train_bigram
 
 archive-bigram: $(BIGRAM_MAR) ## build model_store/sentiment-bigram.mar, the phase-2 model's archive
@@ -156,12 +156,17 @@ bench-fleet: $(VENV)/.dev-installed java wrk nginx $(MAR) ## one replica direct 
 fleet-stop: ## stop the fleet started by `make fleet`
 	@test ! -f fleet/fleet.json || $(PY) -m serving.fleet stop
 
-bench: $(VENV)/.dev-installed java wrk ## benchmark (minutes): ceiling, TorchServe vs FastAPI peer, cold start -> bench/results/
+bench: $(VENV)/.dev-installed java wrk ## benchmark (about 13 min): ceiling, TorchServe vs the FastAPI and LitServe peers, cold start -> bench/results/
 	$(PY) -m bench.run
 
 .PHONY: bench-capture
 bench-capture: $(VENV)/.dev-installed java wrk ## capture's cost: c=64 req/s with capture on vs off (make bench runs it too) -> bench/results/capture.json
 	$(PY) -m bench.capture_cost
+
+.PHONY: bench-frontend
+FRONTEND_ARGS ?= # e.g. FRONTEND_ARGS="--variants shipped,wire,wire+serial-gc --rounds 5"
+bench-frontend: $(VENV)/.dev-installed java wrk ## CPU per request around the model at c=64: shipped vs the buffered worker protocol and JVM/Netty/metrics candidates (about 18 min) -> bench/results/frontend.json
+	$(PY) -m bench.frontend $(FRONTEND_ARGS)
 
 bench-frontier: $(VENV)/.dev-installed java wrk ## measure TorchServe's maxBatchDelay x workers x threads frontier -> bench/results/frontier.json
 	$(PY) -m bench.frontier
@@ -170,8 +175,10 @@ bench-frontier: $(VENV)/.dev-installed java wrk ## measure TorchServe's maxBatch
 FEEDBACK ?= feedback
 WINDOW ?= 1d
 EVALUATE_ARGS ?=
-evaluate: $(VENV)/.dev-installed java ## evaluate captures/ against labels: [FEEDBACK=feedback/] [WINDOW=1d] -> evaluation-runs/latest; exit 3: a critical alert
-	$(PY) -m evaluation run --captures captures --feedback $(FEEDBACK) --window $(WINDOW) $(EVALUATE_ARGS)
+EVALUATE_STATUS ?= # deploy/evaluate's file for the run's exit status: make itself reports any failure as 2
+evaluate: $(VENV)/.dev-installed java ## evaluate every model's captures against labels: [FEEDBACK=feedback/] [WINDOW=1d] -> evaluation-runs/latest; deploy/evaluate exits 3 on a critical alert
+	@$(PY) -m evaluation run --captures captures --feedback $(FEEDBACK) --window $(WINDOW) $(EVALUATE_ARGS); \
+	status=$$?; $(if $(EVALUATE_STATUS),echo $$status > $(EVALUATE_STATUS);) exit $$status
 
 .PHONY: evaluation-demo
 evaluation-demo: $(VENV)/.dev-installed java $(MAR) ## the pattern end to end (minutes): traffic shifts, drift, alert, gated retrain, recovery -> evaluation-demo/

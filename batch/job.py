@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from dataclasses import replace
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -54,7 +55,12 @@ def run(spark: SparkSession, settings: JobSettings) -> Summary:
         if settings.jsonl:  # the same rows, read back rather than scored twice
             spark.read.parquet(parquet).write.json(storage.child(target, JSONL), ignoreNullFields=False)
         seconds = time.perf_counter() - started  # read, score, write: the summary reads the output afterwards
-        summary = summarize(spark.read.parquet(parquet), settings.key_column, version, seconds)
+        summary = replace(
+            summarize(spark.read.parquet(parquet), settings.key_column, version, seconds),
+            model_name=mar_files.name(settings.mar),
+            key_column=settings.key_column,
+            key_type=settings.key_type if settings.format == "jsonl" else "typed",
+        )
         fs.write(storage.child(target, SUMMARY), summary.to_json().encode())
     logger.info("wrote %s: %s", settings.output, summary.line())
     return summary

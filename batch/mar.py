@@ -79,10 +79,19 @@ def load(mar: Path):
 
 def version(mar: Path) -> str:
     """The model version recorded in the archive's manifest, without loading the model."""
+    return _manifest(mar)["modelVersion"]
+
+
+def name(mar: Path) -> str:
+    """The model name recorded in the archive's manifest: the evaluation judges each model on its own."""
+    return _manifest(mar)["modelName"]
+
+
+def _manifest(mar: Path) -> dict:
     import json
 
     with zipfile.ZipFile(mar) as archive:
-        return json.loads(archive.read("MAR-INF/MANIFEST.json"))["model"]["modelVersion"]
+        return json.loads(archive.read("MAR-INF/MANIFEST.json"))["model"]
 
 
 def code_files(mar: Path) -> dict[str, bytes]:

@@ -24,6 +24,10 @@ class Summary:
     duplicate_rows: int  # rows carrying such a key
     duplicate_key_examples: list = field(default_factory=list)
     model_version: str = ""
+    # what the evaluation needs to read the output back as predictions of one model (evaluation.job)
+    model_name: str = ""
+    key_column: str = ""
+    key_type: str = ""  # "json": the column holds each key's JSON text (batch.keys); else the column's own type
     seconds: float = 0.0  # reading, scoring and writing; Spark's start-up is not included
     rows_per_second: float = 0.0
 

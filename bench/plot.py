@@ -1,4 +1,4 @@
-"""Latency vs throughput: TorchServe and the FastAPI peer per load level, and the TorchServe config frontier."""
+"""Latency vs throughput: TorchServe and its peers per load level, and the TorchServe config frontier."""
 
 from __future__ import annotations
 
@@ -11,12 +11,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 FRONTIER = Path(__file__).resolve().parent / "results" / "frontier.json"
-COLOURS = {"torchserve": "tab:red", "peer": "tab:blue"}
-LABELS = {"torchserve": "TorchServe (shipped config)", "peer": "FastAPI + uvicorn, 2 workers"}
+COLOURS = {"torchserve": "tab:red", "peer": "tab:blue", "litserve": "tab:green"}
+LABELS = {
+    "torchserve": "TorchServe (shipped config)",
+    "peer": "FastAPI + uvicorn, 2 workers",
+    "litserve": "LitServe, 2 workers, batching",
+}
 
 
 def _curves(ax, results: dict, mix: str) -> None:
-    for name in ("torchserve", "peer"):
+    for name in [n for n in LABELS if n in results]:
         rows = results[name]["single"][mix]
         x = [r["req_per_s"] for r in rows]
         ax.plot(x, [r["p50_ms"] for r in rows], "o-", color=COLOURS[name], label=f"{LABELS[name]}: p50")

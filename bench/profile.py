@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                 "_answer (",
                 "retrieve_msg (",  # TorchServe's protocol: reading the batch from the frontend's socket
                 "create_predict_response (",  # TorchServe's protocol: writing the answers back
+                "wire.py",  # the buffered protocol (handler/wire.py): reading batches, writing answers
                 "add_time (",  # TorchServe's metric lines
                 "info (",  # every log line the worker prints
             ),

@@ -15,21 +15,44 @@ def _cell(row: dict | None) -> str:
     return f"{row['req_per_s']:,.0f} req/s, p50 {row['p50_ms']:.2f} / p99 {row['p99_ms']:.2f} ms, {row['errors']} err"
 
 
+PEER_NAMES = {"peer": "FastAPI peer (2 uvicorn workers)", "litserve": "LitServe (2 workers, batching)"}
+
+
 def serving_table(results: dict) -> str:
-    ts, peer = results["torchserve"], results["peer"]
+    ts = results["torchserve"]
+    peers = [name for name in PEER_NAMES if name in results]
     lines = [
-        "| reviews | load | TorchServe (shipped config) | FastAPI peer (2 uvicorn workers) | TorchServe vs peer |",
-        "|---|---|---|---|---|",
+        "| reviews | load | TorchServe (shipped config) | "
+        + " | ".join(PEER_NAMES[p] for p in peers)
+        + " | "
+        + " | ".join(f"TorchServe vs {p}" for p in peers)
+        + " |",
+        "|---|---|---|" + "---|" * (2 * len(peers)),
     ]
     for mix in ts["single"]:
-        for t, p in zip(ts["single"][mix], peer["single"][mix], strict=True):
-            ratio = f"{t['req_per_s'] / p['req_per_s']:.2f}x req/s, {t['p50_ms'] / p['p50_ms']:.2f}x p50"
-            lines.append(f"| {mix} | c={t['connections']} | {_cell(t)} | {_cell(p)} | {ratio} |")
-    ti, pi = ts["instances"], peer["instances"]
+        for i, t in enumerate(ts["single"][mix]):
+            rows = [results[p]["single"][mix][i] for p in peers]
+            ratios = [
+                f"{t['req_per_s'] / r['req_per_s']:.2f}x req/s, {t['p50_ms'] / r['p50_ms']:.2f}x p50" for r in rows
+            ]
+            lines.append(
+                f"| {mix} | c={t['connections']} | {_cell(t)} | "
+                + " | ".join(map(_cell, rows))
+                + " | "
+                + " | ".join(ratios)
+                + " |"
+            )
+    ti = ts["instances"]
+    others = [results[p]["instances"] for p in peers]
     lines.append(
         f"| imdb | c={ti['connections']}, instances of {results['instances_size']} | {ti['reviews_per_s']:,.0f} "
-        f"reviews/s, p50 {ti['p50_ms']:.1f} ms, {ti['errors']} err | {pi['reviews_per_s']:,.0f} reviews/s, "
-        f"p50 {pi['p50_ms']:.1f} ms, {pi['errors']} err | {ti['reviews_per_s'] / pi['reviews_per_s']:.2f}x |"
+        f"reviews/s, p50 {ti['p50_ms']:.1f} ms, {ti['errors']} err | "
+        + " | ".join(
+            f"{o['reviews_per_s']:,.0f} reviews/s, p50 {o['p50_ms']:.1f} ms, {o['errors']} err" for o in others
+        )
+        + " | "
+        + " | ".join(f"{ti['reviews_per_s'] / o['reviews_per_s']:.2f}x" for o in others)
+        + " |"
     )
     return "\n".join(lines)
 
@@ -76,6 +99,21 @@ def frontier_table(frontier: dict, mix: str) -> str:
     return "\n".join(lines)
 
 
+def frontend_table(frontend: dict) -> str:
+    """bench/results/frontend.json (make bench-frontend): CPU per request at c=64 by variant."""
+    lines = [
+        "| variant | c=64 req/s | CPU per request: JVM + workers = total | vs shipped | c=1 p50 | errors |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, row in frontend["variants"].items():
+        cpu = row["cpu_us_per_request"]
+        lines.append(
+            f"| {name} | {row['req_per_s']:,.0f} | {cpu['java']:.0f} + {cpu['workers']:.0f} = {cpu['total']:.0f} µs | "
+            f"{row.get('cpu_vs_shipped', 1.0):.3f}x | {row['c1_p50_ms']:.2f} ms | {row['errors']} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     results = json.loads(Path(argv[0] if argv else RESULTS).read_text())
     print(ceiling_table(results), serving_table(results), targets_table(results), sep="\n\n")
@@ -84,6 +122,9 @@ def main(argv: list[str]) -> int:
         data = json.loads(frontier.read_text())
         for mix in data["mixes"]:
             print(f"\nfrontier, {mix}:\n" + frontier_table(data, mix))
+    frontend = RESULTS.parent / "frontend.json"
+    if frontend.exists():
+        print("\nfrontend (make bench-frontend):\n" + frontend_table(json.loads(frontend.read_text())))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The FastAPI peer and the archive the benchmarks serve; TorchServe itself starts by serving.server.launch."""
+"""The peers (FastAPI, LitServe) and the archive the benchmarks serve; TorchServe starts by serving.server.launch."""
 
 from __future__ import annotations
 
@@ -57,7 +57,24 @@ def start_peer(model_dir: Path, workers: int = 2, token: str = "peer-token", tim
     (port,) = free_ports(1)
     cmd = [sys.executable, "-m", "uvicorn", "bench.peer:app", "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--workers", str(workers), "--no-access-log", "--log-level", "warning"]
-    env = {**os.environ, "BENCH_MODEL_DIR": str(model_dir), "BENCH_TOKEN": token, "PYTHONPATH": str(ROOT)}
+    env = {"BENCH_MODEL_DIR": str(model_dir), "BENCH_TOKEN": token}
+    return _start("the FastAPI peer", cmd, env, port, token, 4 * workers, timeout)
+
+
+def start_litserve(model_dir: Path, workers: int = 2, token: str = "peer-token", timeout: float = 120.0) -> Peer:
+    """LitServe with `workers` inference workers and its recommended settings (bench/litserve_peer.py)."""
+    (port,) = free_ports(1)
+    cmd = [sys.executable, "-m", "bench.litserve_peer", "--model-dir", str(model_dir), "--port", str(port)]
+    cmd += ["--token", token, "--workers", str(workers)]
+    return _start("the LitServe peer", cmd, {}, port, token, 4 * workers, timeout)
+
+
+PEERS = {"peer": start_peer, "litserve": start_litserve}  # the stacks `make bench` compares with TorchServe
+
+
+def _start(name: str, cmd: list[str], env: dict, port: int, token: str, probes: int, timeout: float) -> Peer:
+    """Start a peer in its own process group; return once `probes` requests in a row answer 200."""
+    env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
     peer = Peer(process, f"http://127.0.0.1:{port}", token)
     body = json.dumps({"text": "The film was great."})
@@ -65,16 +82,16 @@ def start_peer(model_dir: Path, workers: int = 2, token: str = "peer-token", tim
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError("the FastAPI peer exited during start-up")
+            raise RuntimeError(f"{name} exited during start-up")
         try:
             ok = [
                 requests.post(f"{peer.base_url}/predictions/sentiment", data=body, headers=headers, timeout=2).ok
-                for _ in range(4 * workers)
+                for _ in range(probes)
             ]
             if all(ok):
                 return peer
-        except requests.ConnectionError:
+        except requests.RequestException:
             pass
         time.sleep(0.2)
     peer.stop()
-    raise TimeoutError("the FastAPI peer did not answer in time")
+    raise TimeoutError(f"{name} did not answer in time")

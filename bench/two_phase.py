@@ -35,6 +35,7 @@ from edge.device import BUNDLE_FILES, DeviceModel
 from model import calibration
 from model.bigram_net import ARTIFACTS as BIGRAM_ARTIFACTS
 from model.bigram_net import TORCHSCRIPT_FILE as BIGRAM_FILE
+from model.ece import ECE_BINS, expected_calibration_error
 from model.infer import TORCHSCRIPT_FILE, load_scorer
 from model.text import token_ids
 from serving.bundle import ARTIFACTS, DIST, BundleConfig, evaluation_splits, torch_logits
@@ -67,8 +68,8 @@ def split_report(
         "phase1_int8_accuracy": round(float(c1.mean()), 4),
         "phase2_accuracy": round(float(c2.mean()), 4),
         "label_flip_rate_int8_vs_fp32": round(float(((fp32 >= 0) != (int8 >= 0)).mean()), 5),
-        "ece_before": round(calibration.expected_calibration_error(p_raw, labels), 4),
-        "ece_after": round(calibration.expected_calibration_error(p_cal, labels), 4),
+        "ece_before": round(expected_calibration_error(p_raw, labels), 4),
+        "ece_after": round(expected_calibration_error(p_cal, labels), 4),
         "log_loss_before": round(calibration.log_loss(p_raw, labels), 4),
         "log_loss_after": round(calibration.log_loss(p_cal, labels), 4),
         "shipped": {
@@ -215,7 +216,7 @@ def plot(reports: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_calibration(reports: list[dict], path: Path, bins: int = calibration.ECE_BINS) -> None:
+def plot_calibration(reports: list[dict], path: Path, bins: int = ECE_BINS) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

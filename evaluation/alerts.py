@@ -1,8 +1,9 @@
 """Alert rules (alerts.yaml) judged on the metrics rows: which fired, where, and whether one is active.
 
 A rule holds one of: `floor` (the metric's upper 95 % bound is below it), `ceiling` (the lower bound is above
-it), `drop` (the metric is at least `drop` under the baseline's value, and its upper bound is under the baseline:
-an effect and a significant one), or `at_least` (a drift statistic at least this large, with p <= max_p).
+it), `drop` (the metric is at least `drop` under the baseline's value of the same metric, and its upper bound is
+under it: an effect and a significant one), or `at_least` (a drift statistic at least this large, with
+p <= max_p). Rules are judged per model and version, each against its own archive's baseline.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import yaml
 
 SHIPPED = Path(__file__).resolve().parent / "alerts.yaml"
 QUALITY = ("accuracy", "precision", "recall", "error_rate")  # judged on a Wilson interval
-BASELINE_OF = {"accuracy": "accuracy", "estimated_accuracy": "accuracy"}
+# the baseline's value of the same definition: the label-free estimate is compared with the validation split's
+# label-free estimate (its calibrated mean), never with a realized accuracy it does not measure
+BASELINE_OF = {"accuracy": "accuracy", "estimated_accuracy": "estimated_accuracy"}
 P_OF = {
     "score_psi": "score_psi_p",
     "score_ks": "score_ks_p",
@@ -48,6 +51,7 @@ class Rules:
 class Alert:
     rule: str
     level: str
+    model_name: str
     model_version: str
     window_start: str
     metric: str
@@ -91,23 +95,25 @@ def judge(rule: Rule, row: dict, rules: Rules, baseline: dict | None) -> tuple[b
         if baseline is None or BASELINE_OF.get(rule.metric) not in baseline:
             return None
         reference = baseline[BASELINE_OF[rule.metric]]
-        significant = high is None or high < reference
+        significant = high is not None and high < reference
         return reference - value >= rule.drop and significant, value, reference - rule.drop, None
     p = row.get(P_OF.get(rule.metric, ""), None)
     return abs(value) >= rule.at_least and p is not None and p <= rules.max_p, value, rule.at_least, p
 
 
-def evaluate(rows: list[dict], rules: Rules, baselines: dict[str, dict | None]) -> list[Alert]:
-    """Every firing of every rule, in time order per version; `active` marks the current state."""
+def evaluate(rows: list[dict], rules: Rules, baselines: dict[tuple[str, str], dict | None]) -> list[Alert]:
+    """Every firing of every rule, in time order per model x version; `active` marks the current state."""
     alerts = []
-    versions = sorted({r["model_version"] for r in rows})
-    for version in versions:
-        series = sorted((r for r in rows if r["model_version"] == version), key=lambda r: r["window_start"])
+    models = sorted({(r["model_name"], r["model_version"]) for r in rows})
+    for model in models:
+        series = sorted(
+            (r for r in rows if (r["model_name"], r["model_version"]) == model), key=lambda r: r["window_start"]
+        )
         for rule in rules.rules:
             k, n = rule.persistence
             judged: list[tuple[dict, tuple]] = []
             for row in series:
-                verdict = judge(rule, row, rules, baselines.get(version))
+                verdict = judge(rule, row, rules, baselines.get(model))
                 if verdict is not None:
                     judged.append((row, verdict))
             for i, (row, (holds, value, threshold, p)) in enumerate(judged):
@@ -117,7 +123,7 @@ def evaluate(rows: list[dict], rules: Rules, baselines: dict[str, dict | None]) 
                         Alert(
                             rule.name,
                             rule.level,
-                            version,
+                            *model,
                             row["window_start"],
                             rule.metric,
                             value,
@@ -131,7 +137,7 @@ def evaluate(rows: list[dict], rules: Rules, baselines: dict[str, dict | None]) 
 
 
 def _message(rule: Rule, value: float, threshold: float, p: float | None, row: dict) -> str:
-    where = f"model {row['model_version']}, window {row['window_start']}"
+    where = f"model {row['model_name']} {row['model_version']}, window {row['window_start']}"
     if rule.floor is not None or rule.drop is not None:
         high = row.get(f"{rule.metric}_high")
         bound = f" (95 % upper bound {high:.3f})" if high is not None else ""

@@ -23,7 +23,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--batch-key", default="key", help="the key column of batch outputs (default: key)")
     r.add_argument("--window", default="1d", help="window: 30s, 15m, 1h, 1d or seconds (default: 1d)")
     r.add_argument("--model-store", type=Path, default=Path("model_store"))
-    r.add_argument("--model-name", default="sentiment", help="whose archives hold the baselines (default: sentiment)")
+    r.add_argument("--model-name", help="evaluate only this model (default: every model in the captures and outputs)")
     r.add_argument("--runs", type=Path, default=Path("evaluation-runs"), help="where run directories go")
     r.add_argument("--alerts", type=Path, help="alert rules (default: evaluation/alerts.yaml)")
     r.add_argument("--master", help="Spark master URL (default: local[*], or spark-submit's)")
@@ -115,18 +115,57 @@ def evaluate(settings: EvaluationSettings) -> int:
     from batch.session import spark_session
     from evaluation.pipeline import run
 
+    inputs = [f"captures {settings.captures}", f"labels {settings.feedback}"]
+    inputs += [f"batch output {p}" for p in settings.batch_outputs]
+    say(f"evaluating {', '.join(inputs)} in windows of {settings.window_s} s"
+        + (f", model {settings.model_name} only" if settings.model_name else ", every model"))  # fmt: skip
+    say(f"starting Spark ({settings.master or 'spark-submit'}) ...")
     spark, startup = spark_session(spark_settings(settings.master, settings.conf))
     try:
+        say(f"Spark up in {startup:.1f} s; reading, joining and aggregating ...")
         outcome = run(spark, settings, startup)
     finally:
         spark.stop()
-    active = [a for a in outcome.alerts if a["active"] and a["level"] == "critical"]
-    print(
-        f"{outcome.run_dir}: {len(outcome.table)} window(s) x version(s), {len(outcome.alerts)} alert(s)"
-        + (f"; critical: {'; '.join(a['message'] for a in active)}" if active else ""),
-        file=sys.stderr,
-    )
+    print(summary_text(outcome), file=sys.stderr)
     return outcome.exit_status
+
+
+def say(text: str) -> None:
+    print(f"evaluate: {text}", file=sys.stderr, flush=True)
+
+
+def summary_text(outcome) -> str:
+    """The end-of-run screen: per model version its counts, accuracy with interval and alerts; then the labels."""
+    c = outcome.counts
+    head = (
+        f"{'model':<18} {'version':<16} {'predictions':>11} {'refused':>7} {'keyed':>7} {'joined':>7}  accuracy (95 %)"
+    )
+    lines = [f"evaluation run {outcome.run_dir}", head, "-" * len(head)]
+    for m in outcome.models.values():
+        t = m["totals"]
+        accuracy = (
+            f"{t['accuracy']:.4f} [{t['accuracy_low']:.4f}, {t['accuracy_high']:.4f}]" if t["accuracy"] is not None
+            else "no labels"
+        )  # fmt: skip
+        alerts = f"{t['alerts']} alert(s)" if t["alerts"] else "no alerts"
+        if t["active_critical"]:
+            alerts += f", critical active: {', '.join(t['active_critical'])}"
+        lines.append(
+            f"{m['model_name']:<18} {m['model_version']:<16} {t['predictions']:>11} {t['errors']:>7} {t['keyed']:>7} "
+            f"{t['labeled']:>7}  {accuracy}  {alerts}" + ("" if m["baseline"] else "  (no baseline)")
+        )
+    if not outcome.models:
+        lines.append("no predictions found")
+    bad = sum(c.get("bad_label_rows", {}).values())
+    lines.append(
+        f"labels: {c.get('label_rows', 0)} rows read, {bad} rejected {c.get('bad_label_rows') or ''}".rstrip()
+        + f"; {c.get('labeled_keys', 0)} keys, {c.get('unmatched_label_keys', 0)} unmatched"
+        + f"; {c.get('retries', 0)} retries, {c.get('torn_lines', 0)} torn lines"
+    )
+    lines.append(
+        f"exit status {outcome.exit_status}" + (" (a critical alert is active)" if outcome.exit_status else "")
+    )
+    return "\n".join(lines)
 
 
 def spark_settings(master: str | None, extra: dict[str, str], app: str = "sentiment-evaluation"):

@@ -8,7 +8,7 @@ feedback directory, with the columns `key`, `label` (0/1, positive/negative, pos
 with its reason and skipped, never a failed job.
 
 The rules the Spark job and the plain-Python reference both follow (README: Continued evaluation):
-  - keys are compared as text: 7 and "7" are the same key, 7.0 is another;
+  - keys are compared by evaluation.keys: 7, "7" and 7.0 are one key, whichever file or output held them;
   - a key labeled twice keeps its latest label: the latest `labeled_at` (a row without one takes its file's
     modification time), then the later file name, then the later row; duplicates and conflicting duplicates are
     counted;
@@ -22,6 +22,8 @@ import json
 import math
 import os
 from pathlib import Path
+
+from evaluation.keys import canonical
 
 POSITIVE = frozenset({"1", "positive", "pos", "true"})
 NEGATIVE = frozenset({"0", "negative", "neg", "false"})
@@ -68,17 +70,6 @@ def parse_time(value: object) -> float | None:
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).timestamp()
 
 
-def key_text(key: object) -> str | None:
-    """A key as the join compares it: text (JSON's spelling for numbers, as Spark reads a number into a string)."""
-    if key is None or (isinstance(key, str) and not key.strip()):
-        return None
-    if isinstance(key, bool):
-        return None
-    if isinstance(key, str):
-        return key
-    return json.dumps(key)
-
-
 def files(directory: Path) -> list[Path]:
     """Label files under `directory`, by format, sorted by name (the tie-break of equal times)."""
     directory = Path(directory)
@@ -97,7 +88,7 @@ def append(directory: Path, key: str, label: object, labeled_at: float | None = 
     value = parse_label(label)
     if value is None:
         raise ValueError(f"label must be 0/1 or positive/negative, got {label!r}")
-    if not key_text(key):
+    if canonical(key) is None:
         raise ValueError("key must not be empty")
     when = dt.datetime.now(dt.UTC) if labeled_at is None else dt.datetime.fromtimestamp(labeled_at, dt.UTC)
     row = {"key": key, "label": value, "labeled_at": when.isoformat().replace("+00:00", "Z")}
@@ -139,8 +130,12 @@ def _records(path: Path, fmt: str) -> list[dict]:
                         value = {}
                     out.append(value if isinstance(value, dict) else {})
         return out
+    if fmt == "parquet":  # pyarrow, not pandas: an int64 key column with a null would become float there
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
     import pandas as pd
 
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False) if fmt == "csv" else pd.read_parquet(path)
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     frame = frame.astype(object).where(frame.notna(), None)
     return [{k: (None if v == "" else v) for k, v in r.items()} for r in frame.to_dict("records")]

@@ -1,12 +1,14 @@
-"""The evaluation on Spark: read captures, batch outputs and labels; join by key; aggregate per window x version.
+"""The evaluation on Spark: read captures, batch outputs and labels; join by key; aggregate per window x model x
+version.
 
 The same rules as evaluation.reference, as DataFrame operations. Only aggregates reach the driver: counts per
-window x version x bin, and one AUC per window x version (computed from per-score counts with a window function
-on the executors), so the driver's memory does not grow with the input.
+window x model x version x bin, and one AUC per group (computed from per-score counts with a window function on
+the executors), so the driver's memory does not grow with the input. Keys are compared by evaluation.keys.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,16 +19,19 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
 
 from evaluation import feedback
+from evaluation.keys import canonical_column, json_text_column, typed_column
 from evaluation.metrics import EPS, Stats
 from evaluation.reference import AUDITED_PREFIX, DEVICE_PREFIX, Model, new_stats
-from model.baseline import ECE_BINS, SCORE_BINS
+from model.baseline import SCORE_BINS
+from model.ece import ECE_BINS
 
 logger = logging.getLogger(__name__)
 CORRUPT = "_corrupt_record"
 CAPTURE_SCHEMA = StructType(
     [
         StructField("prediction_id", StringType()),
-        StructField("key", StringType()),  # a number is read as its JSON text: the join compares keys as text
+        StructField("key", StringType()),  # a number is read as its JSON text: evaluation.keys decides
+        StructField("model_name", StringType()),
         StructField("model_version", StringType()),
         StructField("time", StringType()),
         StructField("positive_review_probability", DoubleType()),
@@ -52,6 +57,7 @@ LABEL_SCHEMA = StructType(
 PREDICTION_COLUMNS = (
     "prediction_id",
     "key",
+    "model_name",
     "model_version",
     "t",
     "positive_review_probability",
@@ -67,12 +73,16 @@ class Inputs:
     captures: Path | None  # the handler's capture directory
     feedback: Path | None  # label files
     batch_outputs: tuple[Path, ...] = ()  # batch job output directories (predictions.parquet inside)
-    batch_key: str = "key"  # the key column of the batch outputs
+    batch_key: str = "key"  # the key column of batch outputs whose summary.json does not name it
+    model_name: str | None = None  # only this model's predictions; None: every model's
+
+
+Group = tuple[int, str, str]  # window start, model name, model version
 
 
 @dataclass
 class Aggregates:
-    stats: dict[tuple[int, str], Stats]
+    stats: dict[Group, Stats]
     counts: dict
 
 
@@ -86,7 +96,15 @@ def captures(spark: SparkSession, directory: Path) -> tuple[DataFrame, Column]:
         .option("pathGlobFilter", "*.jsonl")
         .json(str(directory))
     )
-    frame = frame.withColumn("t", F.to_timestamp("time").cast("double"))
+    # records written before the model's name was a field of its own carry it in their partition's path
+    from_path = F.regexp_extract(F.input_file_name(), r"/model=([^/]+)/version=", 1)
+    frame = frame.withColumns(
+        {
+            "t": F.to_timestamp("time").cast("double"),
+            "key": canonical_column(F.col("key")),
+            "model_name": F.coalesce(F.col("model_name"), F.url_decode(from_path)),
+        }
+    )
     return frame, F.when(F.col(CORRUPT).isNotNull(), 1).otherwise(0)
 
 
@@ -114,16 +132,29 @@ def with_audit_rows(frame: DataFrame) -> DataFrame:
     return frame.select(F.explode(rows).alias("row")).where(F.col("row").isNotNull()).select("row.*")
 
 
+def batch_key(frame: DataFrame, summary: dict, default_column: str) -> Column:
+    """A batch output's key column as canonical text: JSON text (the job's default for JSONL input, and what an
+    output without the summary's key_type holds in a string column) or a typed column."""
+    column = summary.get("key_column") or default_column
+    key_type = summary.get("key_type") or ("json" if frame.schema[column].dataType == StringType() else "typed")
+    return json_text_column(F.col(column)) if key_type == "json" else typed_column(F.col(column))
+
+
 def batch_outputs(spark: SparkSession, directories: Iterable[Path], key: str) -> DataFrame | None:
-    """Batch job outputs as prediction rows: the time of each is its run's (summary.json's modification time)."""
+    """Batch job outputs as prediction rows: the time of each is its run's (summary.json's modification time), the
+    model and the key column are the ones its summary.json names (sentiment and `key` for an older output)."""
     frames = []
     for directory in directories:
-        when = (Path(directory) / "summary.json").stat().st_mtime
+        summary_file = Path(directory) / "summary.json"
+        when = summary_file.stat().st_mtime
+        summary = json.loads(summary_file.read_text())
         frame = spark.read.parquet(str(Path(directory) / "predictions.parquet"))
+        column = summary.get("key_column") or key
         frames.append(
             frame.select(
-                F.concat(F.lit(f"batch:{Path(directory).name}:"), F.col(key).cast("string")).alias("prediction_id"),
-                F.col(key).cast("string").alias("key"),
+                F.concat(F.lit(f"batch:{Path(directory).name}:"), F.col(column).cast("string")).alias("prediction_id"),
+                batch_key(frame, summary, key).alias("key"),
+                F.lit(summary.get("model_name") or "sentiment").alias("model_name"),
                 "model_version",
                 F.lit(when).alias("t"),
                 "positive_review_probability",
@@ -150,8 +181,12 @@ def labels(spark: SparkSession, directory: Path | None) -> DataFrame | None:
     # a map literal, not a DataFrame built from Python rows: that would start Python workers for nothing
     file_times = F.create_map(*[F.lit(x) for p in paths for x in (p.resolve().as_uri(), p.stat().st_mtime)])
     frames = []
-    for fmt in ("jsonl", "csv", "parquet"):
-        chosen = [str(p) for p in paths if feedback.format_of(p) == fmt]
+    # Parquet files are read one by one: each may type its key column its own way (int64 in one, string in
+    # another), which one read of them all refuses; their keys meet as canonical text below
+    groups = [("jsonl", [str(p) for p in paths if feedback.format_of(p) == "jsonl"]),
+              ("csv", [str(p) for p in paths if feedback.format_of(p) == "csv"])]  # fmt: skip
+    groups += [("parquet", [str(p)]) for p in paths if feedback.format_of(p) == "parquet"]
+    for fmt, chosen in groups:
         if not chosen:
             continue
         if fmt == "jsonl":
@@ -167,7 +202,7 @@ def labels(spark: SparkSession, directory: Path | None) -> DataFrame | None:
                 frame = frame.withColumn(name, F.lit(None).cast("string"))
         frames.append(
             frame.select(
-                F.col("key").cast("string").alias("key"),
+                canonical_column(F.col("key").cast("string")).alias("key"),
                 F.col("label").cast("string").alias("label_text"),
                 F.col("labeled_at").cast("string").alias("labeled_at"),
                 "broken",
@@ -206,10 +241,12 @@ def labels(spark: SparkSession, directory: Path | None) -> DataFrame | None:
     )
 
 
-def _case(version: Column, by_version: dict[str, Column], default: Column) -> Column:
-    out = None
-    for v, expr in by_version.items():
-        out = F.when(version == v, expr) if out is None else out.when(version == v, expr)
+def _case(by_model: dict[tuple[str, str], Column], default: Column) -> Column:
+    """The expression of each row's (model, version), `default` for the others."""
+    name, version, out = F.col("model_name"), F.col("model_version"), None
+    for (m, v), expr in by_model.items():
+        this = (name == m) & (version == v)
+        out = F.when(this, expr) if out is None else out.when(this, expr)
     return default if out is None else out.otherwise(default)
 
 
@@ -218,18 +255,18 @@ def _bin(x: Column, edges: list[float]) -> Column:
     return sum((F.when(x >= F.lit(float(e)), 1).otherwise(0) for e in edges), F.lit(0))
 
 
-def _expected_correct(models: dict[str, Model]) -> Column:
-    logit, version = F.col("positive_review_logits"), F.col("model_version")
-    by_version = {
+def _expected_correct(models: dict[tuple[str, str], Model]) -> Column:
+    logit = F.col("positive_review_logits")
+    by_model = {
         v: F.lit(1.0) / (F.lit(1.0) + F.exp(-(F.lit(m.calibration.slope) * logit + F.lit(m.calibration.intercept))))
         for v, m in models.items()
         if m.calibration is not None
     }
-    p = _case(version, by_version, F.col("positive_review_probability"))
+    p = _case(by_model, F.col("positive_review_probability"))
     return F.when(logit >= 0, p).otherwise(F.lit(1.0) - p)
 
 
-def aggregate(spark: SparkSession, inputs: Inputs, window_s: int, models: dict[str, Model]) -> Aggregates:
+def aggregate(spark: SparkSession, inputs: Inputs, window_s: int, models: dict[tuple[str, str], Model]) -> Aggregates:
     spark.conf.set("spark.sql.session.timeZone", "UTC")  # label times without a zone are UTC, as in the reference
     frames, torn = [], F.lit(0)
     if inputs.captures is not None and Path(inputs.captures).exists():
@@ -243,6 +280,8 @@ def aggregate(spark: SparkSession, inputs: Inputs, window_s: int, models: dict[s
     predictions = frames[0].select(*PREDICTION_COLUMNS, "torn")
     for frame in frames[1:]:
         predictions = predictions.unionByName(frame.select(*PREDICTION_COLUMNS, "torn"))
+    if inputs.model_name is not None:  # torn lines have no model: they are counted whichever model is asked for
+        predictions = predictions.where((F.col("model_name") == inputs.model_name) | (F.col("torn") == 1))
     predictions = predictions.withColumn("window", (F.floor(F.col("t") / window_s) * window_s).cast("long"))
     predictions = predictions.persist()
     try:
@@ -252,18 +291,19 @@ def aggregate(spark: SparkSession, inputs: Inputs, window_s: int, models: dict[s
 
 
 def _aggregate(
-    spark: SparkSession, predictions: DataFrame, inputs: Inputs, window_s: int, models: dict[str, Model]
+    spark: SparkSession, predictions: DataFrame, inputs: Inputs, window_s: int, models: dict[tuple[str, str], Model]
 ) -> Aggregates:
-    """Seven Spark jobs over the cached predictions, each returning a handful of rows per window x version."""
-    group = ["window", "model_version"]
+    """Seven Spark jobs over the cached predictions, each returning a handful of rows per window x model x
+    version."""
+    group = ["window", "model_name", "model_version"]
     answered_row = (F.col("torn") == 0) & F.col("error").isNull()
     keyed_row = answered_row & F.col("key").isNotNull() & (F.trim("key") != "")
-    version = F.col("model_version")
     p = F.col("positive_review_probability")
-    stats: dict[tuple[int, str], Stats] = {}
+    stats: dict[Group, Stats] = {}
 
     def at(row) -> Stats:
-        return stats.setdefault((int(row["window"]), row["model_version"]), new_stats(models.get(row["model_version"])))
+        model = (row["model_name"], row["model_version"])
+        return stats.setdefault((int(row["window"]), *model), new_stats(models.get(model)))
 
     def count(condition: Column) -> Column:
         return F.sum(F.when(condition, 1).otherwise(0))
@@ -276,6 +316,7 @@ def _aggregate(
         count(answered_row & (F.col("positive_review_logits") >= 0)).alias("pos"),
         count(keyed_row).alias("keyed_answered"),
         F.sum(F.when(answered_row, _expected_correct(models))).alias("estimated"),
+        F.sum(F.when(answered_row, F.pow(_expected_correct(models), 2))).alias("estimated_sq"),
     )
     counts: dict = {"predictions": 0, "torn_lines": 0}
     keyed_answered = 0
@@ -287,6 +328,7 @@ def _aggregate(
             s = at(row)
             s.predictions, s.errors = row["predictions"], row["errors"]
             s.predicted_positive, s.estimated_correct_sum = row["pos"], row["estimated"] or 0.0
+            s.estimated_correct_sq_sum = row["estimated_sq"] or 0.0
 
     answered = predictions.where(answered_row)
     with_baseline = {v: m.baseline for v, m in models.items() if m.baseline is not None}
@@ -297,7 +339,7 @@ def _aggregate(
         ("token", F.col("tokens").cast("double"), "token_edges"),
         ("unknown", F.col("unknown_token_fraction"), "unknown_edges"),
     ):
-        binned = _case(version, {v: _bin(column, b[edges]) for v, b in with_baseline.items()}, F.lit(None))
+        binned = _case({m: _bin(column, b[edges]) for m, b in with_baseline.items()}, F.lit(None))
         kinds.append(F.struct(F.lit(kind).alias("kind"), F.when(column.isNotNull(), binned).alias("bin")))
     bins = (
         answered.select(*group, F.explode(F.array(*kinds)).alias("b"))
@@ -327,39 +369,37 @@ def _aggregate(
     return Aggregates(stats, counts)
 
 
-PREDICTION = ("model_version", "t", "prediction_id", "window", "positive_review_probability", "positive_review_logits")
+PREDICTION = ("t", "prediction_id", "window", "positive_review_probability", "positive_review_logits")
 
 
 def _by_key(keyed: DataFrame, label_rows: DataFrame | None) -> DataFrame:
-    """One row per key: its latest prediction by each version (`best`) and its latest label, in one shuffle.
+    """One row per key x model x version that predicted it, with the key's latest label; and one row per labeled
+    key that no prediction has (`prediction_id` null: an unmatched label).
 
-    Predictions and usable labels are unioned and grouped by key once, instead of deduplicating each side in a
-    shuffle of its own and joining them in a third: a key's rows are few (its retries, its versions, its labels),
-    so the per-version latest is picked inside the group."""
+    Each side is reduced by a plain aggregation (the latest prediction of a key x model x version is the largest
+    (time, id) struct, the latest label the largest (time, file, row) one), which Spark combines map-side: a key
+    sent a million times costs what a million keys cost, never one task holding all of its rows."""
+    latest = keyed.groupBy("key", "model_name", "model_version").agg(
+        F.max(F.struct(*PREDICTION)).alias("pred")  # the same record read twice is one prediction
+    )
     lab_type = "struct<order_time:double,file:string,row:bigint,label:int>"
-    sides = keyed.select("key", F.struct(*PREDICTION).alias("pred"), F.lit(None).cast(lab_type).alias("lab"))
-    if label_rows is not None:
+    if label_rows is None:
+        by_label = keyed.sparkSession.createDataFrame(
+            [], f"key string, latest {lab_type}, labels bigint, low int, high int"
+        )
+    else:
         good = label_rows.where(F.col("bad").isNull())
-        lab = F.struct("order_time", "file", "row", F.col("label").cast("int").alias("label"))
-        sides = sides.unionByName(good.select("key", F.lit(None).alias("pred"), lab.alias("lab")))
-    grouped = sides.groupBy("key").agg(
-        F.collect_list("pred").alias("preds"),  # nulls (the label rows) are left out
-        F.max("lab").alias("latest"),  # the latest label: by time, then file, then row (evaluation.feedback)
-        F.count("lab").alias("labels"),
-        F.min("lab.label").alias("low"),
-        F.max("lab.label").alias("high"),
-    )
-    # a version's latest prediction of the key (then the highest id): the one no other of that version beats
-    newest = F.filter(
-        "preds",
-        lambda x: F.forall(
-            "preds",
-            lambda y: (y["model_version"] != x["model_version"])
-            | (F.struct(y["t"], y["prediction_id"]) <= F.struct(x["t"], x["prediction_id"])),
-        ),
-    )
-    return grouped.select(
-        F.array_distinct(newest).alias("best"),  # the same record read twice is one prediction
+        by_label = good.groupBy("key").agg(
+            F.max(F.struct("order_time", "file", "row", F.col("label").cast("int").alias("label"))).alias("latest"),
+            F.count("*").alias("labels"),
+            F.min(F.col("label").cast("int")).alias("low"),
+            F.max(F.col("label").cast("int")).alias("high"),
+        )
+    return latest.join(by_label, "key", "full_outer").select(
+        "key",
+        "model_name",
+        "model_version",
+        "pred.*",
         F.col("latest.label").alias("label"),
         "labels",
         (F.col("low") != F.col("high")).alias("conflicting"),
@@ -367,24 +407,31 @@ def _by_key(keyed: DataFrame, label_rows: DataFrame | None) -> DataFrame:
 
 
 def _key_counts(by_key: DataFrame, keyed_answered: int) -> dict:
-    """The join's counts (report.json's `inputs`), in one job over the grouped keys."""
+    """The join's counts (report.json's `inputs`), in one job over the joined rows."""
     labeled = F.col("label").isNotNull()
-    row = by_key.agg(
-        F.sum(F.size("best")).alias("joined"),
-        F.count(F.when(labeled, 1)).alias("labeled_keys"),
-        F.count(F.when(F.col("labels") > 1, 1)).alias("duplicate_label_keys"),
-        F.count(F.when(F.col("conflicting"), 1)).alias("conflicting_label_keys"),
-        F.count(F.when(labeled & (F.size("best") == 0), 1)).alias("unmatched_label_keys"),
-    ).first()
+    predicted = F.col("prediction_id").isNotNull()
+    # a labeled key appears once per model x version that predicted it: its label counts are taken once
+    first = F.row_number().over(Window.partitionBy("key").orderBy("model_name", "model_version")) == 1
+    row = (
+        by_key.withColumn("first", first)
+        .agg(
+            F.count(F.when(predicted, 1)).alias("joined"),
+            F.count(F.when(labeled & F.col("first"), 1)).alias("labeled_keys"),
+            F.count(F.when((F.col("labels") > 1) & F.col("first"), 1)).alias("duplicate_label_keys"),
+            F.count(F.when(F.col("conflicting") & F.col("first"), 1)).alias("conflicting_label_keys"),
+            F.count(F.when(labeled & ~predicted, 1)).alias("unmatched_label_keys"),
+        )
+        .first()
+    )
     counts = {name: row[name] or 0 for name in row.asDict() if name != "joined"}
     counts["retries"] = keyed_answered - (row["joined"] or 0)
     return counts
 
 
-def _joined(by_key: DataFrame, group: list[str], models: dict[str, Model], at) -> None:
+def _joined(by_key: DataFrame, group: list[str], models: dict[tuple[str, str], Model], at) -> None:
     """The quality sums and calibration bins (one job), and the exact AUC (another), of the deduplicated keyed
-    predictions per window x version."""
-    joined = by_key.select(F.explode("best").alias("b"), "label").select("b.*", "label")
+    predictions per window x model x version."""
+    joined = by_key.where(F.col("prediction_id").isNotNull())
     p = F.col("positive_review_probability")
     y = F.col("label")
     predicted = F.col("positive_review_logits") >= 0

@@ -1,4 +1,4 @@
-"""The metrics of one window x version from its sufficient statistics: pure functions, no Spark, no numpy.
+"""The metrics of one window x model x version from its sufficient statistics: pure functions, no Spark.
 
 The Spark job (evaluation.job) and the plain-Python reference (evaluation.reference) both reduce their input to
 the same `Stats`; `finish` turns them into the metrics row. So the two agree by construction on everything after
@@ -6,7 +6,8 @@ the aggregation, and the tests compare the aggregations themselves and `finish` 
 
 Rates carry 95 % Wilson intervals (right at 0 and 1 and for small n, where the normal interval is not).
 Drift is an effect size and a test at once: PSI with a chi-square test of the binned counts, KS with its
-asymptotic p-value, the positive-rate change with a two-proportion z-test; each against the baseline's n.
+p-value, the positive-rate change with a two-proportion z-test; each against the baseline's n. The
+distributions are scipy's; only what no library has is written here (PSI, the binned counts).
 """
 
 from __future__ import annotations
@@ -14,9 +15,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from model.baseline import ECE_BINS, SCORE_BINS
+from scipy import stats as scipy_stats
 
-Z95 = 1.959963984540054
+from model.baseline import SCORE_BINS
+from model.ece import ECE_BINS, from_bins
+
+CONFIDENCE = 0.95
+Z95 = float(scipy_stats.norm.ppf(0.5 + CONFIDENCE / 2))
 EPS = 1e-15  # probabilities are clipped to [EPS, 1 - EPS] in the log loss, as scikit-learn does
 PSI_FLOOR = 1e-4  # an empty bin's share in the PSI: the log of 0 is undefined
 
@@ -36,6 +41,7 @@ class Stats:
     log_loss_sum: float = 0.0
     brier_sum: float = 0.0
     estimated_correct_sum: float = 0.0  # calibrated probability that the predicted label is right: all answered
+    estimated_correct_sq_sum: float = 0.0  # its squares: the estimate's interval
     estimated_labeled_sum: float = 0.0  # the same, over the labeled ones only
     predicted_positive: int = 0  # over all answered predictions (drift: the positive rate)
     ece_count: list[int] = field(default_factory=lambda: [0] * ECE_BINS)
@@ -52,14 +58,22 @@ class Stats:
         return self.predictions - self.errors
 
 
-def wilson(k: float, n: float, z: float = Z95) -> tuple[float | None, float | None]:
-    """The Wilson score interval of the proportion k/n; (None, None) when n is 0."""
+def wilson(k: float, n: float) -> tuple[float | None, float | None]:
+    """The 95 % Wilson score interval of the proportion k/n (scipy's); (None, None) when n is 0."""
     if n <= 0:
         return None, None
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    interval = scipy_stats.binomtest(int(k), int(n)).proportion_ci(CONFIDENCE, method="wilson")
+    return float(interval.low), float(interval.high)
+
+
+def mean_interval(total: float, squares: float, n: int) -> tuple[float | None, float | None]:
+    """95 % interval of the mean of n probabilities c_i of being right (the calibrated estimate of accuracy): the
+    number right is a sum of independent Bernoulli(c_i), of variance sum c_i (1 - c_i)."""
+    if n <= 0:
+        return None, None
+    mean = total / n
+    half = Z95 * math.sqrt(max(total - squares, 0.0)) / n
+    return max(0.0, mean - half), min(1.0, mean + half)
 
 
 def ratio(k: float, n: float) -> float | None:
@@ -73,10 +87,7 @@ def log_loss_term(p: float, y: int) -> float:
 
 def ece(stats: Stats) -> float | None:
     """Expected calibration error over ECE_BINS uniform bins of the positive probability (the reliability curve)."""
-    if not stats.labeled:
-        return None
-    gaps = (abs(stats.ece_label_sum[b] - stats.ece_prob_sum[b]) for b in range(ECE_BINS) if stats.ece_count[b])
-    return sum(gaps) / stats.labeled
+    return from_bins(stats.ece_count, stats.ece_prob_sum, stats.ece_label_sum)
 
 
 def psi(expected: list[float], counts: list[int]) -> float | None:
@@ -125,15 +136,11 @@ def ks(baseline_histogram: list[float], counts: list[int]) -> float | None:
 
 
 def ks_p_value(d: float | None, n: int, m: int) -> float | None:
-    """Asymptotic two-sample KS p-value (Stephens' correction for small n)."""
+    """Two-sample KS p-value of statistic d for samples of n and m (scipy's distribution of the one-sample
+    statistic at the effective size n m / (n + m), as scipy.stats.ks_2samp does for large samples)."""
     if d is None or not n or not m:
         return None
-    ne = n * m / (n + m)
-    lam = (math.sqrt(ne) + 0.12 + 0.11 / math.sqrt(ne)) * d
-    if lam < 0.2:
-        return 1.0
-    total = sum(2 * (-1) ** (j - 1) * math.exp(-2 * j * j * lam * lam) for j in range(1, 101))
-    return min(1.0, max(0.0, total))
+    return float(scipy_stats.kstwo.sf(d, max(1, round(n * m / (n + m)))))
 
 
 def two_proportion_p_value(k1: int, n1: int, p2: float, n2: int) -> float | None:
@@ -145,43 +152,12 @@ def two_proportion_p_value(k1: int, n1: int, p2: float, n2: int) -> float | None
     se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
     if se == 0:
         return 1.0 if p1 == p2 else 0.0
-    return math.erfc(abs(p1 - p2) / se / math.sqrt(2))
+    return float(2 * scipy_stats.norm.sf(abs(p1 - p2) / se))
 
 
 def chi2_sf(x: float, k: int) -> float:
-    """P(X > x) for X ~ chi-square with k degrees of freedom: the regularized upper incomplete gamma Q(k/2, x/2)."""
-    if x <= 0:
-        return 1.0
-    return _gamma_q(k / 2.0, x / 2.0)
-
-
-def _gamma_q(a: float, x: float) -> float:
-    if x < a + 1:  # series for P, then Q = 1 - P
-        term = total = 1.0 / a
-        ap = a
-        for _ in range(1000):
-            ap += 1
-            term *= x / ap
-            total += term
-            if abs(term) < abs(total) * 1e-15:
-                break
-        return max(0.0, 1.0 - total * math.exp(-x + a * math.log(x) - math.lgamma(a)))
-    b = x + 1 - a  # continued fraction for Q (Lentz)
-    c, d = 1e300, 1 / b
-    h = d
-    for i in range(1, 1000):
-        an = -i * (i - a)
-        b += 2
-        d = an * d + b
-        d = 1e-300 if abs(d) < 1e-300 else d
-        c = b + an / c
-        c = 1e-300 if abs(c) < 1e-300 else c
-        d = 1 / d
-        delta = d * c
-        h *= delta
-        if abs(delta - 1) < 1e-15:
-            break
-    return min(1.0, math.exp(-x + a * math.log(x) - math.lgamma(a)) * h)
+    """P(X > x) for X ~ chi-square with k degrees of freedom."""
+    return float(scipy_stats.chi2.sf(x, k))
 
 
 def auc_from_value_counts(rows: list[tuple[float, int, int]]) -> float | None:
@@ -210,6 +186,7 @@ def finish(stats: Stats, baseline: dict | None, min_labels: int) -> dict:
         "label_coverage": ratio(s.labeled, s.keyed),
         "positive_rate": ratio(s.predicted_positive, answered),
         "estimated_accuracy": ratio(s.estimated_correct_sum, answered),
+        "baseline_estimated_accuracy": baseline.get("estimated_accuracy") if baseline else None,
         "estimated_accuracy_labeled": ratio(s.estimated_labeled_sum, s.labeled),
     }
     for name, (k, n) in {
@@ -222,6 +199,9 @@ def finish(stats: Stats, baseline: dict | None, min_labels: int) -> dict:
         row[name] = ratio(k, n)
         row[f"{name}_low"], row[f"{name}_high"] = wilson(k, n)
 
+    row["estimated_accuracy_low"], row["estimated_accuracy_high"] = mean_interval(
+        s.estimated_correct_sum, s.estimated_correct_sq_sum, answered
+    )
     row["f1"] = 2 * s.tp / (2 * s.tp + s.fp + s.fn) if (2 * s.tp + s.fp + s.fn) else None
     row["roc_auc"] = s.auc
     row["log_loss"] = ratio(s.log_loss_sum, s.labeled)

@@ -1,4 +1,4 @@
-"""What the evaluation knows of each model version: the baseline and calibration its archive ships.
+"""What the evaluation knows of each model version: the baseline and calibration its own archive ships.
 
 Archives are found in the model store by their own MANIFEST (any file name); a version without an archive, or an
 archive without baseline.json, is evaluated without drift and without the calibrated estimate (said in the report).
@@ -19,8 +19,8 @@ logger = logging.getLogger(__name__)
 MANIFEST = "MAR-INF/MANIFEST.json"
 
 
-def archives(model_store: Path, name: str = "sentiment") -> dict[str, Path]:
-    """version -> archive of model `name` in `model_store`."""
+def archives(model_store: Path, name: str | None = None) -> dict[tuple[str, str], Path]:
+    """(model name, version) -> archive in `model_store`, of every model or of model `name`."""
     out = {}
     for path in sorted(Path(model_store).glob("*.mar")):
         try:
@@ -29,8 +29,8 @@ def archives(model_store: Path, name: str = "sentiment") -> dict[str, Path]:
         except (OSError, KeyError, ValueError, zipfile.BadZipFile):
             logger.warning("%s is not a readable model archive; skipped", path)
             continue
-        if manifest.get("modelName") == name:
-            out[manifest["modelVersion"]] = path
+        if name is None or manifest.get("modelName") == name:
+            out[(manifest["modelName"], manifest["modelVersion"])] = path
     return out
 
 
@@ -42,5 +42,6 @@ def read(archive: Path) -> Model:
     return Model(baseline, calibration)
 
 
-def load(model_store: Path, name: str = "sentiment") -> dict[str, Model]:
-    return {version: read(path) for version, path in archives(model_store, name).items()}
+def load(model_store: Path, name: str | None = None) -> dict[tuple[str, str], Model]:
+    """Each model version's baseline and calibration, from its own archive."""
+    return {model: read(path) for model, path in archives(model_store, name).items()}

@@ -1,18 +1,23 @@
 """The whole evaluation in plain Python, for small inputs: the specification the Spark job is tested against.
 
+Every figure is per window x model x version: a model's name is part of each capture record (and of its
+partition's path), and two models never share a row, a baseline or a key's deduplication.
+
 Predictions are capture records (evaluation.captures) or batch-job rows in the same shape; labels are rows with
 `key`, `label`, `labeled_at`, and where they came from (`file`, `file_time`, `row`). The join rules:
   - error records count in the error rate of their window, and are never joined;
   - a prediction without a key counts in the traffic (drift, estimated accuracy) but cannot be joined;
-  - a key predicted several times by one version (client retries) counts once in that version's quality
-    metrics: its latest prediction (then the highest prediction id) is the one joined; the others are `retries`;
-  - a key predicted by several versions is joined once per version: each version is judged on it;
+  - keys are compared by evaluation.keys (one rule for online, batch and label keys of any type);
+  - a key predicted several times by one model version (client retries) counts once in its quality metrics:
+    its latest prediction (then the highest prediction id) is the one joined; the others are `retries`;
+  - a key predicted by several models or versions is joined once by each: each is judged on it;
   - a joined prediction counts in the window of its own time, whenever its label arrived: a late label changes
     that window when the job runs again, and nothing else;
   - labels: see evaluation.feedback (latest wins; duplicates, conflicts and unmatched keys are counted);
   - an audited capture record (two-phase prediction: the device's confident answer, also sent to the server)
-    adds two predictions of the same review: the device's, as version `device-<phase1_version>`, and the server's
-    again, as `audited-<version>`, so that both models are judged on exactly the audited reviews.
+    adds two predictions of the same review under the server model's name: the device's, as version
+    `device-<phase1_version>`, and the server's again, as `audited-<version>`, so that both models are judged on
+    exactly the audited reviews.
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from evaluation.feedback import key_text, parse_label, parse_time
+from evaluation.feedback import parse_label, parse_time
+from evaluation.keys import canonical
 from evaluation.metrics import EPS, Stats, auc_from_value_counts, log_loss_term
-from model.baseline import ECE_BINS, SCORE_BINS, bin_of, fine_bin
+from model import ece as calibration_error
+from model.baseline import SCORE_BINS, bin_of, fine_bin
 from model.platt import Calibration
 
+DEFAULT_MODEL = "sentiment"  # the model of a batch output or record that does not name one (older files)
 DEVICE_PREFIX = "device-"  # + phase1_version: the device model's answers to audited reviews
 AUDITED_PREFIX = "audited-"  # + the server's version: its answers to the same reviews
 
@@ -55,7 +63,7 @@ def labels_of(rows: list[dict]) -> Labels:
     out = Labels(rows=len(rows))
     seen: dict[str, list[tuple[tuple, int]]] = {}
     for row in rows:
-        key = key_text(row.get("key"))
+        key = canonical(row.get("key"))
         label = parse_label(row.get("label"))
         try:
             when = parse_time(row.get("labeled_at"))
@@ -97,42 +105,47 @@ def audit_rows(record: dict) -> list[dict]:
     return [device, {**record, "model_version": AUDITED_PREFIX + record["model_version"]}]
 
 
+def model_of(record: dict) -> tuple[str, str]:
+    """(model name, version) of a prediction."""
+    return record.get("model_name") or DEFAULT_MODEL, record["model_version"]
+
+
 def evaluate(
-    predictions: list[dict], label_rows: list[dict], window_s: int, models: dict[str, Model]
-) -> tuple[dict[tuple[int, str], Stats], dict]:
-    """Stats per (window start, version), and the run's counts (report.json's `inputs`)."""
+    predictions: list[dict], label_rows: list[dict], window_s: int, models: dict[tuple[str, str], Model]
+) -> tuple[dict[tuple[int, str, str], Stats], dict]:
+    """Stats per (window start, model, version), and the run's counts (report.json's `inputs`)."""
     predictions = [row for record in predictions for row in (record, *audit_rows(record))]
     labels = labels_of(label_rows)
-    stats: dict[tuple[int, str], Stats] = {}
-    latest: dict[tuple[str, str], dict] = {}
+    stats: dict[tuple[int, str, str], Stats] = {}
+    latest: dict[tuple[str, str, str], dict] = {}
     keyed_answered = 0
     for record in predictions:
-        version = record["model_version"]
+        model = model_of(record)
         when = parse_time(record["time"])
-        s = stats.setdefault((window_of(when, window_s), version), new_stats(models.get(version)))
+        s = stats.setdefault((window_of(when, window_s), *model), new_stats(models.get(model)))
         s.predictions += 1
         if record.get("error") is not None:
             s.errors += 1
             continue
-        traffic(s, record, models.get(version))
-        key = key_text(record.get("key"))
+        traffic(s, record, models.get(model))
+        key = canonical(record.get("key"))
         if key is not None:
             keyed_answered += 1
-            current = latest.get((key, version))
+            current = latest.get((key, *model))
             if current is None or (when, record["prediction_id"]) > (current["_t"], current["prediction_id"]):
-                latest[(key, version)] = {**record, "_t": when}
-    auc_rows: dict[tuple[int, str], Counter] = {}
+                latest[(key, *model)] = {**record, "_t": when}
+    auc_rows: dict[tuple[int, str, str], Counter] = {}
     matched: set[str] = set()
-    for (key, version), record in latest.items():
-        window = window_of(record["_t"], window_s)
-        s = stats[(window, version)]
+    for (key, *model), record in latest.items():
+        group = (window_of(record["_t"], window_s), *model)
+        s = stats[group]
         s.keyed += 1
         label = labels.latest.get(key)
         if label is None:
             continue
         matched.add(key)
-        joined(s, record, label, models.get(version))
-        auc_rows.setdefault((window, version), Counter())[(record["positive_review_probability"], label)] += 1
+        joined(s, record, label, models.get(tuple(model)))
+        auc_rows.setdefault(group, Counter())[(record["positive_review_probability"], label)] += 1
     for group, s in stats.items():
         counts = auc_rows.get(group, Counter())
         by_score: dict[float, list[int]] = {}
@@ -172,7 +185,9 @@ def traffic(s: Stats, record: dict, model: Model | None) -> None:
     """What every answered prediction adds: the positive rate, the estimate, the drift histograms."""
     p = record["positive_review_probability"]
     s.predicted_positive += record["positive_review_logits"] >= 0
-    s.estimated_correct_sum += expected_correct(record, model)
+    c = expected_correct(record, model)
+    s.estimated_correct_sum += c
+    s.estimated_correct_sq_sum += c * c
     s.score_fine[fine_bin(p, SCORE_BINS)] += 1
     if model is not None and model.baseline is not None:
         b = model.baseline
@@ -194,7 +209,7 @@ def joined(s: Stats, record: dict, label: int, model: Model | None) -> None:
     s.log_loss_sum += log_loss_term(p, label)
     s.brier_sum += (p - label) ** 2
     s.estimated_labeled_sum += expected_correct(record, model)
-    b = fine_bin(p, ECE_BINS)
+    b = calibration_error.bin_of(p)
     s.ece_count[b] += 1
     s.ece_prob_sum[b] += p
     s.ece_label_sum[b] += label

@@ -25,15 +25,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import math
 import shutil
 import tempfile
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from scipy.stats import binomtest
+
 from evaluation import captures as capture_files
 from evaluation import feedback
+from evaluation.keys import canonical
 from evaluation.reference import labels_of
 
 logger = logging.getLogger(__name__)
@@ -81,7 +83,7 @@ def labeled_traffic(settings: RetrainSettings) -> list[dict]:
     labels = labels_of(feedback.read_rows(settings.feedback)).latest
     latest: dict[str, dict] = {}
     for record in capture_files.read(settings.captures).records:
-        key = feedback.key_text(record.get("key"))
+        key = canonical(record.get("key"))
         if key is None or key not in labels or not record.get("text") or record.get("error"):
             continue
         t = feedback.parse_time(record["time"])
@@ -92,7 +94,7 @@ def labeled_traffic(settings: RetrainSettings) -> list[dict]:
     for path in settings.batch_inputs:
         when = Path(path).stat().st_mtime
         for row in feedback._records(Path(path), "jsonl"):
-            key = feedback.key_text(row.get(settings.batch_key))
+            key = canonical(row.get(settings.batch_key))
             text = row.get(settings.batch_text)
             if key is not None and key in labels and isinstance(text, str) and text.strip() and key not in latest:
                 latest[key] = {"key": key, "text": text, "label": labels[key], "t": when}
@@ -106,19 +108,13 @@ def split_by_time(rows: list[dict], holdout: float) -> tuple[list[dict], list[di
 
 
 def mcnemar(a_right: list[bool], b_right: list[bool]) -> tuple[int, int, float]:
-    """(only a right, only b right, two-sided p): the exact binomial test on the discordant pairs below 25 of
-    them, else the chi-square test with continuity correction."""
+    """(only a right, only b right, two-sided p): McNemar's exact test, scipy's binomial test of the discordant
+    pairs (exact at every n: no continuity correction to choose)."""
     only_a = sum(1 for x, y in zip(a_right, b_right, strict=True) if x and not y)
     only_b = sum(1 for x, y in zip(a_right, b_right, strict=True) if y and not x)
-    n = only_a + only_b
-    if n == 0:
+    if only_a + only_b == 0:
         return 0, 0, 1.0
-    if n < 25:
-        k = min(only_a, only_b)
-        p = 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n
-        return only_a, only_b, min(1.0, p)
-    statistic = (abs(only_a - only_b) - 1) ** 2 / n
-    return only_a, only_b, math.erfc(math.sqrt(statistic / 2))
+    return only_a, only_b, float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
 
 
 def decide(
@@ -156,7 +152,7 @@ def decide(
 def next_version(model_store: Path, name: str = "sentiment") -> str:
     from evaluation.models import archives
 
-    majors = [int(float(v)) for v in archives(model_store, name) if v.replace(".", "", 1).isdigit()]
+    majors = [int(float(v)) for _, v in archives(model_store, name) if v.replace(".", "", 1).isdigit()]
     return f"{max(majors, default=0) + 1}.0"
 
 
@@ -232,7 +228,7 @@ def run(settings: RetrainSettings, client=None) -> Decision:
     started = dt.datetime.now(dt.UTC)
     run_dir = Path(settings.runs) / started.strftime("%Y-%m-%dT%H-%M-%SZ")
     run_dir.mkdir(parents=True, exist_ok=True)
-    known = archives(settings.model_store)
+    known = {version: path for (_, version), path in archives(settings.model_store, "sentiment").items()}
     serving = settings.serving_version or (client.default_version("sentiment") if client is not None else None)
     serving = serving or max(known, key=lambda v: [int(x) for x in v.split(".") if x.isdigit()], default=None)
     if serving not in known:

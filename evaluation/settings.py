@@ -16,10 +16,10 @@ class EvaluationSettings:
     captures: Path = Path("captures")  # the handler's capture directory (make serve writes ./captures)
     feedback: Path = Path("feedback")  # label files (JSONL, CSV, Parquet) and what `label` appends
     batch_outputs: tuple[Path, ...] = ()  # batch job outputs read as predictions too
-    batch_key: str = "key"  # their key column
+    batch_key: str = "key"  # their key column, where an output's summary.json does not name it
     window_s: int = 86400  # tumbling windows, aligned to the epoch (UTC midnight for 1d)
     model_store: Path = Path("model_store")  # where each version's archive (baseline, calibration) is found
-    model_name: str = "sentiment"
+    model_name: str | None = None  # None: every model found in the captures and batch outputs
     runs: Path = Path("evaluation-runs")  # run directories, and `latest` pointing at the newest
     alerts: Path = SHIPPED_ALERTS  # the alert rules
     master: str | None = "local[*]"  # None: the one spark-submit was given

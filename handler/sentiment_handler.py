@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ts.metrics.metric_type_enum import MetricTypes
 
-from handler import capture, oip, settings
+from handler import capture, oip, settings, wire
 from handler.codec import Request, decode, dumps, error_response, respond, sigmoid
 from handler.errors import ServingError, internal_error
 from model.infer import Score, limit_threads, load_scorer, score
@@ -65,6 +65,7 @@ class SentimentHandler:
             model_dir,
             handler_settings.torch_threads,
         )
+        wire.install()  # TorchServe 0.12.0's worker protocol in one buffered pass (handler/wire.py)
 
     def handle(self, data: list[dict], context) -> list[bytes]:
         requests = self.preprocess(data, context)

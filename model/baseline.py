@@ -19,12 +19,12 @@ import math
 from pathlib import Path
 
 from model.config import ARTIFACTS
+from model.ece import expected_calibration_error
 from model.platt import CALIBRATION_FILE, Calibration, fit
 
 logger = logging.getLogger(__name__)
 BASELINE_FILE = "baseline.json"
 SCORE_BINS = 100  # uniform bins of the probability: the KS statistic and the plots
-ECE_BINS = 10  # uniform bins of the probability: the expected calibration error and the reliability curve
 # Fixed edges for the unknown-token fraction: most in-domain reviews sit at a few per cent, and drift shows as mass
 # moving into the upper bins (another language, another domain's words).
 UNKNOWN_EDGES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
@@ -59,16 +59,6 @@ def fractions(edges, values) -> list[float]:
 
 def sigmoid(logit: float) -> float:
     return 1.0 / (1.0 + math.exp(-logit)) if logit >= 0 else math.exp(logit) / (1.0 + math.exp(logit))
-
-
-def expected_calibration_error(probs: list[float], labels: list[int], bins: int = ECE_BINS) -> float:
-    count, prob_sum, label_sum = [0] * bins, [0.0] * bins, [0] * bins
-    for p, y in zip(probs, labels, strict=True):
-        b = fine_bin(p, bins)
-        count[b] += 1
-        prob_sum[b] += p
-        label_sum[b] += y
-    return sum(abs(label_sum[b] - prob_sum[b]) for b in range(bins) if count[b]) / len(probs)
 
 
 def build(logits: list[float], tokens: list[int], unknown: list[int], labels: list[int], cal: Calibration) -> dict:

@@ -7,6 +7,10 @@ only sums the weights of the distinct n-grams of a review (model/bigram_net.py).
 
 The tokenizer is model/artifacts/tokenizer, the served one: a retrained tokenizer means retraining this model
 (config.json records the tokenizer's sha256; `make archive-bigram` refuses a mismatch).
+
+Like the sentiment model, it ships its own evaluation baseline and Platt calibration (baseline.json and
+calibration.json, fitted on its validation split's logits), so the continued evaluation judges it against itself:
+`python -m model.train_bigram --baseline-only` rewrites them from the committed model without training.
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ import scipy.sparse as sp
 import torch
 from sklearn.linear_model import LogisticRegression
 
+from model import baseline
 from model.bigram_net import ARTIFACTS, TORCHSCRIPT_FILE, BigramConfig, BigramNet, file_sha256
 from model.config import ModelConfig
 from model.data import IMDB_TRAIN, SST2_DEV, book_split, read_jsonl, read_sst2
-from model.text import encode_batch, load_tokenizer, token_ids
+from model.text import UNK, encode_batch, load_tokenizer, token_ids
 from model.train import training_cli
 
 logger = logging.getLogger(__name__)
@@ -140,7 +145,27 @@ def train(cfg: BigramConfig, data_dir: Path, out: Path, tokenizer_dir: Path = TO
         },
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_baseline(val_logits, val_ids, y_val, tokenizer.backend.token_to_id(UNK), out)
     return metrics
+
+
+def write_baseline(val_logits: np.ndarray, val_ids: list[list[int]], y_val: np.ndarray, unk_id: int, out: Path) -> dict:
+    """baseline.json and calibration.json of the validation split's answers, as the handler counts tokens."""
+    tokens = [len(ids) for ids in val_ids]
+    unknown = [sum(1 for i in ids if i == unk_id) for ids in val_ids]
+    return baseline.save(out, [float(x) for x in val_logits], tokens, unknown, [int(y) for y in y_val])
+
+
+def rewrite_baseline(data_dir: Path, out: Path, tokenizer_dir: Path = TOKENIZER_DIR) -> dict:
+    """The baseline and calibration of the committed model in `out`, without training it again."""
+    cfg = BigramConfig.from_json(out / "config.json")
+    tokenizer = load_tokenizer(tokenizer_dir)
+    _, val_rows = book_split(read_jsonl(data_dir / IMDB_TRAIN), cfg.val_every)
+    val_ids = token_ids(tokenizer, [r["text"] for r in val_rows])
+    val_logits = logits(load_eager(out), val_ids)
+    return write_baseline(
+        val_logits, val_ids, np.array([int(r["label"]) for r in val_rows]), tokenizer.backend.token_to_id(UNK), out
+    )
 
 
 def trace(net: BigramNet, tokenizer, max_tokens: int, path: Path) -> Path:
@@ -164,7 +189,15 @@ def load_eager(artifacts: Path = ARTIFACTS) -> BigramNet:
 
 
 def main() -> None:
+    import sys
+
+    only_baseline = "--baseline-only" in sys.argv  # the committed model's baseline, without training it again
+    if only_baseline:
+        sys.argv.remove("--baseline-only")
     args = training_cli(__doc__, ARTIFACTS)
+    if only_baseline:
+        rewrite_baseline(args.data_dir, args.out)
+        return
     metrics = train(BigramConfig(), args.data_dir, args.out)
     logger.info(
         "done in %.0f s: val_accuracy %.4f, SST-2 dev %.4f, %d bigrams",

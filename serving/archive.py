@@ -43,6 +43,7 @@ HANDLER_MODULES = (
     "errors.py",
     "settings.py",
     "capture.py",
+    "wire.py",
     "sentiment_handler.py",
 )
 DEFAULT_VERSION = "1.0"  # the version of sentiment.mar; the Makefile's BASE_VERSION says the same

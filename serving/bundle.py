@@ -35,6 +35,7 @@ from model.bigram_net import ARTIFACTS as BIGRAM_ARTIFACTS
 from model.bigram_net import TORCHSCRIPT_FILE as BIGRAM_FILE
 from model.config import ARTIFACTS
 from model.data import DATA_DIR, IMDB_TRAIN, SST2_DEV, book_split, read_jsonl, read_sst2
+from model.ece import expected_calibration_error
 from model.export import load_eager
 from model.infer import TOKENIZER_DIR, load_scorer
 from model.onnx_export import DeviceNet, export, pad
@@ -154,8 +155,8 @@ def calibrate(
             "calibration": {
                 "fitted_on": f"IMDB validation split (every {cfg.val_every}th review of train.jsonl.gz)",
                 "reviews": len(val.texts),
-                "ece_before": round(calibration.expected_calibration_error(p_before, val.labels), 4),
-                "ece_after": round(calibration.expected_calibration_error(p_after, val.labels), 4),
+                "ece_before": round(expected_calibration_error(p_before, val.labels), 4),
+                "ece_after": round(expected_calibration_error(p_after, val.labels), 4),
                 "log_loss_before": round(calibration.log_loss(p_before, val.labels), 4),
                 "log_loss_after": round(calibration.log_loss(p_after, val.labels), 4),
             },

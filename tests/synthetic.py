@@ -79,7 +79,7 @@ def write_captures(directory: Path, records: list[dict], torn: bool = True) -> N
     files: dict[Path, list[str]] = {}
     for i, r in enumerate(records):
         when = parse(r)
-        path = partition(directory, "sentiment", r["model_version"], when) / f"host-{100 + i % 2}.jsonl"
+        path = partition(directory, r["model_name"], r["model_version"], when) / f"host-{100 + i % 2}.jsonl"
         files.setdefault(path, []).append(json.dumps(r))
     for path, lines in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,8 @@ def test_spark_equals_plain_python_on_audited_traffic(spark, audited):
     inputs = job.Inputs(audited["root"] / "captures", audited["root"] / "feedback")
     got = job.aggregate(spark, inputs, WINDOW, {})
     stats, counts = reference.evaluate(audited["records"], audited["labels"], WINDOW, {})
-    assert sorted(v for _, v in got.stats) == sorted(v for _, v in stats) == ["1.0", AUDITED, DEVICE]
+    assert sorted(v for _, _, v in got.stats) == sorted(v for _, _, v in stats) == ["1.0", AUDITED, DEVICE]
+    assert {m for _, m, _ in got.stats} == {"sentiment-bigram"}  # the device's answers stand under the audited model
     for group, want in stats.items():
         have = asdict(got.stats[group])
         for name, value in asdict(want).items():

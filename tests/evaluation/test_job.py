@@ -39,7 +39,7 @@ def test_spark_equals_plain_python(spark, traffic):
     known = models.load(traffic["model_store"])
     got = job.aggregate(spark, job.Inputs(traffic["root"] / "captures", traffic["root"] / "feedback"), WINDOW, known)
     stats, counts = expected(traffic)
-    assert sorted(got.stats) == sorted(stats) and len(stats) == 6  # 3 hours x 2 versions
+    assert sorted(got.stats) == sorted(stats) and len(stats) == 6  # 3 hours x 2 versions of sentiment
     for group, want in stats.items():
         have = asdict(got.stats[group])
         for name, value in asdict(want).items():
@@ -84,9 +84,9 @@ def test_the_run_directory_and_the_exit_status(spark, traffic, tmp_path):
 
     lenient = tmp_path / "lenient.yaml"
     lenient.write_text(strict.read_text().replace("0.99", "0.10"))
-    baselines = {
-        v: s["baseline"] and models.load(traffic["model_store"])[v].baseline for v, s in summary["versions"].items()
-    }
+    known = models.load(traffic["model_store"])
+    evaluated = [(m["model_name"], m["model_version"]) for m in summary["models"].values()]
+    baselines = {m: known[m].baseline if m in known else None for m in evaluated}
     assert not alerts.critical_active(alerts.evaluate(table, alerts.load(lenient), baselines))  # exit status 0
 
 
@@ -95,13 +95,15 @@ def batch_output(directory, keys: list) -> object:
     import pandas as pd
 
     directory.mkdir(parents=True)
-    rows = [{"id": str(k), "positive_review_probability": 0.8, "positive_review_logits": 1.386, "label": "positive",
+    rows = [{"id": json.dumps(k), "positive_review_probability": 0.8, "positive_review_logits": 1.386,
+             "label": "positive",
              "unknown_token_fraction": 0.0, "out_of_vocabulary": False, "model_version": "1.0", "error": None,
              "error_message": None} for k in keys]  # fmt: skip
     (directory / "predictions.parquet").mkdir()
     frame = pd.DataFrame(rows).astype({"error": "string", "error_message": "string"})  # as batch.scoring types them
     frame.to_parquet(directory / "predictions.parquet" / "part-0.parquet")
-    (directory / "summary.json").write_text("{}")
+    summary = {"model_name": "sentiment", "key_column": "id", "key_type": "json"}  # --key-type json: JSON text
+    (directory / "summary.json").write_text(json.dumps(summary))
     return directory
 
 
@@ -113,7 +115,7 @@ def test_late_labels_recompute_only_their_windows(spark, traffic, tmp_path):
     early = [r for r in synthetic.label_rows(traffic["records"]) if str(r["key"]) in early_keys]
     late = [r for r in synthetic.label_rows(traffic["records"]) if str(r["key"]) not in early_keys]
     known = models.load(traffic["model_store"])
-    baselines = {"1.0": known["1.0"].baseline, "2.0": None}
+    baselines = {("sentiment", "1.0"): known[("sentiment", "1.0")].baseline, ("sentiment", "2.0"): None}
 
     def table():
         got = job.aggregate(spark, job.Inputs(traffic["root"] / "captures", feedback), WINDOW, known)
@@ -143,7 +145,8 @@ def test_the_job_runs_on_the_standalone_cluster(cluster, traffic, tmp_path):  # 
     table = pq.read_table(tmp_path / "runs" / report.LATEST / "metrics.parquet").to_pylist()
     stats, _ = expected(traffic)
     known = models.load(traffic["model_store"])
-    want = report.rows(stats, {v: known[v].baseline if v in known else None for _, v in stats}, WINDOW, 100)
+    want = report.rows(stats, {(n, v): known[(n, v)].baseline if (n, v) in known else None for _, n, v in stats},
+                       WINDOW, 100)  # fmt: skip
     assert len(table) == len(want)
     for have, row in zip(table, want, strict=True):
         for name, value in row.items():

@@ -30,10 +30,10 @@ def test_drift_then_drop_then_alert_and_the_gate_refuses_a_non_winner(server, tm
     stats, counts = reference.evaluate(
         captures.read(server.workdir / "captures").records, read_rows(tmp_path / "feedback"), WINDOW, known
     )
-    baselines = {"1.0": known["1.0"].baseline}
+    baselines = {("sentiment", "1.0"): known[("sentiment", "1.0")].baseline}
     table = report.rows(stats, baselines, WINDOW, min_labels=100)
     row = {name: next(r for r in table if r["window_start"] == report.iso(start)) for name, start in starts.items()}
-    base = baselines["1.0"]
+    base = baselines[("sentiment", "1.0")]
     assert counts["unmatched_label_keys"] == 0 and row["in-domain"]["labeled"] == row["shifted"]["labeled"] == N
     assert row["in-domain"]["accuracy_low"] <= base["accuracy"] <= row["in-domain"]["accuracy_high"] + 0.02
     assert row["in-domain"]["token_length_psi"] < 0.25  # the same kind of reviews as validation

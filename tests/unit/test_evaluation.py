@@ -10,9 +10,11 @@ from dataclasses import replace
 import pytest
 
 from evaluation import alerts, feedback, metrics, reference
+from evaluation.keys import canonical
 from evaluation.metrics import Stats, finish, wilson
 from evaluation.reference import Model
-from model.baseline import ECE_BINS, bin_of, build, fine_bin, quantile_edges, sigmoid
+from model.baseline import bin_of, build, fine_bin, quantile_edges, sigmoid
+from model.ece import ECE_BINS
 from model.platt import Calibration, fit
 from tests import synthetic
 
@@ -39,7 +41,7 @@ def joined_pairs(n: int = 400, seed: int = 1) -> tuple[list[dict], list[dict], l
 
 
 def one_row(records, label_rows, model: Model | None = None) -> tuple[dict, Stats]:
-    stats, _ = reference.evaluate(records, label_rows, 3600, {"1.0": model or Model(None, None)})
+    stats, _ = reference.evaluate(records, label_rows, 3600, {("sentiment", "1.0"): model or Model(None, None)})
     [s] = stats.values()
     return finish(s, model.baseline if model else None, min_labels=10), s
 
@@ -172,9 +174,10 @@ def test_join_rules_latest_label_duplicates_conflicts_unknown_keys_and_retries()
         {"key": "", "label": 0, "labeled_at": None, "file": "b", "file_time": 5, "row": 3},
     ]
     stats, counts = reference.evaluate(records, labels, 3600, {})
-    first = stats[(reference.window_of(feedback.parse_time("2026-01-01T00:00:00Z"), 3600), "1.0")]
+    first = stats[(reference.window_of(feedback.parse_time("2026-01-01T00:00:00Z"), 3600), "sentiment", "1.0")]
     assert (first.predictions, first.errors, first.keyed, first.labeled, first.tp) == (5, 1, 2, 2, 2)
-    assert stats[(first and reference.window_of(feedback.parse_time("2026-01-01T01:00:00Z"), 3600), "2.0")].tp == 1
+    later = reference.window_of(feedback.parse_time("2026-01-01T01:00:00Z"), 3600)
+    assert stats[(later, "sentiment", "2.0")].tp == 1
     assert counts["retries"] == 1 and counts["duplicate_label_keys"] == 2 and counts["conflicting_label_keys"] == 1
     assert counts["unmatched_label_keys"] == 1 and counts["bad_label_rows"] == {"missing key": 1}
 
@@ -184,7 +187,7 @@ def test_feedback_spellings_and_the_label_command(tmp_path):
         1, 0, 1, 0, 1, 1, None, None,
     ]  # fmt: skip
     assert feedback.parse_time("2026-01-01T00:00:00Z") == feedback.parse_time("2026-01-01 00:00:00") == 1767225600.0
-    assert feedback.key_text(7) == "7" and feedback.key_text("7") == "7" and feedback.key_text(7.5) == "7.5"
+    assert canonical(7) == canonical("7") == canonical(7.0) == "7" and canonical(7.5) == "7.5"
     from evaluation.cli import main
 
     assert main(["label", "k1", "positive", "--feedback", str(tmp_path)]) == 0
@@ -196,13 +199,14 @@ def test_feedback_spellings_and_the_label_command(tmp_path):
 def test_alert_rules_need_a_verdict_and_persist_k_of_n():
     rules = alerts.load()
     base = {"accuracy": 0.9}
-    row = {"model_version": "1.0", "predictions": 1000, "errors": 0, "labeled": 500, "accuracy": 0.78,
+    row = {"model_name": "sentiment", "model_version": "1.0", "predictions": 1000, "errors": 0, "labeled": 500,
+           "accuracy": 0.78,
            "accuracy_low": 0.74, "accuracy_high": 0.81, "error_rate": 0.0, "error_rate_low": 0.0,
            "error_rate_high": 0.004, "score_psi": 0.3, "score_psi_p": 1e-9}  # fmt: skip
     rows = [{**row, "window_start": f"2026-01-0{i}T00:00:00Z"} for i in range(1, 4)]
     rows[0].update(accuracy=0.9, accuracy_low=0.87, accuracy_high=0.92, score_psi=0.01)
     rows[2].update(labeled=20)  # too few labels: quality is not judged there, the previous verdict stands
-    fired = alerts.evaluate(rows, rules, {"1.0": base})
+    fired = alerts.evaluate(rows, rules, {("sentiment", "1.0"): base})
     by_rule = {}
     for a in fired:
         by_rule.setdefault(a.rule, []).append(a)
@@ -212,7 +216,67 @@ def test_alert_rules_need_a_verdict_and_persist_k_of_n():
     assert [a.window_start for a in by_rule["score_psi_persistent"]] == [rows[2]["window_start"]]  # 2 of 3
     assert alerts.critical_active(fired)
     quiet = replace(rules, min_labels=1000)
-    assert not alerts.critical_active(alerts.evaluate(rows, quiet, {"1.0": base}))
+    assert not alerts.critical_active(alerts.evaluate(rows, quiet, {("sentiment", "1.0"): base}))
+
+
+def test_the_estimate_rule_compares_estimate_with_estimate_on_its_interval():
+    rules = alerts.load()
+    [rule] = [r for r in rules.rules if r.metric == "estimated_accuracy"]
+    base = {"accuracy": 0.95, "estimated_accuracy": 0.90}
+    row = {"model_name": "sentiment", "model_version": "1.0", "predictions": 1000, "errors": 0, "labeled": 0,
+           "estimated_accuracy": 0.86, "estimated_accuracy_low": 0.84, "estimated_accuracy_high": 0.88}  # fmt: skip
+    holds, _, threshold, _ = alerts.judge(rule, row, rules, base)
+    assert not holds and threshold == pytest.approx(0.85)  # 4 points under the estimate: no drop of 5
+    holds, *_ = alerts.judge(rule, {**row, "estimated_accuracy": 0.84, "estimated_accuracy_high": 0.86}, rules, base)
+    assert holds  # 6 points under the baseline's own estimate, and the interval is under it too
+    noisy = {**row, "estimated_accuracy": 0.84, "estimated_accuracy_high": 0.91}
+    assert not alerts.judge(rule, noisy, rules, base)[0]  # an effect the interval cannot tell from noise
+
+
+def test_two_models_answering_one_key_are_judged_each_never_a_retry():
+    rec = {"model_version": "1.0", "positive_review_probability": 0.9, "positive_review_logits": 2.2, "tokens": 5,
+           "unknown_token_fraction": 0.0, "error": None, "key": "r-1", "time": "2026-01-01T00:00:01Z"}  # fmt: skip
+    records = [{**rec, "prediction_id": "a:0", "model_name": "sentiment"},
+               {**rec, "prediction_id": "b:0", "model_name": "sentiment-bigram", "positive_review_logits": -1.0,
+                "positive_review_probability": 0.27}]  # fmt: skip
+    label = [{"key": "r-1", "label": 1, "labeled_at": None, "file": "a", "file_time": 1, "row": 0}]
+    stats, counts = reference.evaluate(records, label, 3600, {})
+    window = reference.window_of(feedback.parse_time("2026-01-01T00:00:00Z"), 3600)
+    assert counts["retries"] == 0 and sorted(stats) == [
+        (window, "sentiment", "1.0"),
+        (window, "sentiment-bigram", "1.0"),
+    ]
+    assert (stats[(window, "sentiment", "1.0")].tp, stats[(window, "sentiment-bigram", "1.0")].fn) == (1, 1)
+
+
+def test_platt_scaling_stays_finite_on_separable_data():
+    logits = [float(x) for x in range(-25, 25) if x]  # 50 reviews, every one ranked right: the MLE slope is infinite
+    labels = [int(x > 0) for x in logits]
+    cal = fit(logits, labels)
+    assert 0 < cal.slope < 5 and abs(cal.intercept) < 1 and cal.fitted_on == 49
+    assert cal.probability(1.0) < 0.99  # one logit from the boundary is not a certainty
+    with pytest.raises(ValueError):
+        fit([1.0, 2.0], [1, 1])
+
+
+def test_one_ece_definition():
+    from model import baseline as baseline_module
+    from model import calibration, ece
+
+    assert not hasattr(calibration, "expected_calibration_error") and not hasattr(baseline_module, "ECE_BINS")
+    rng = random.Random(5)
+    probs = [rng.random() for _ in range(1000)]
+    labels = [int(rng.random() < p) for p in probs]
+    records, label_rows = [], []
+    for i, (p, y) in enumerate(zip(probs, labels, strict=True)):
+        logit = math.log(p / (1 - p))
+        records.append({"prediction_id": f"r{i}:0", "key": f"k{i}", "model_version": "1.0",
+                        "time": "2026-01-01T00:10:00Z",
+                        "positive_review_probability": p, "positive_review_logits": logit, "tokens": 5,
+                        "unknown_token_fraction": 0.0, "error": None})  # fmt: skip
+        label_rows.append({"key": f"k{i}", "label": y, "labeled_at": None, "file": "f", "file_time": 1, "row": i})
+    row, _ = one_row(records, label_rows)
+    assert row["ece"] == pytest.approx(ece.expected_calibration_error(probs, labels), abs=1e-12)
 
 
 def test_spark_free_reference_covers_the_synthetic_traffic():
@@ -220,3 +284,11 @@ def test_spark_free_reference_covers_the_synthetic_traffic():
     records = synthetic.predictions()
     _, counts = reference.evaluate(records, [], 3600, {})
     assert counts["retries"] > 0 and any(r["error"] for r in records) and any(r["key"] is None for r in records)
+
+
+def test_a_report_with_little_data_says_what_is_missing():
+    from evaluation import report
+
+    page = report.render_html({"run": {"started": "t", "window_seconds": 60, "exit_status": 0}}, [], [], {})
+    assert "no alerts" in page
+    assert set(report.plots([], {}, {}, {})) == {"accuracy", "scores", "reliability", "drift"}  # empty, not failing

@@ -31,8 +31,9 @@ def corpus(data: Path, rng: random.Random) -> None:
     (data / IMDB_TRAIN).parent.mkdir(parents=True)
     (data / SST2_DEV).parent.mkdir(parents=True)
     with gzip.open(data / IMDB_TRAIN, "wt", encoding="utf-8") as f:
-        for i in range(400):
-            f.write(json.dumps({"id": i, "text": review(rng, i % 2), "label": i % 2}) + "\n")
+        for i in range(400):  # labels alternate in fours: the validation split (every 4th) holds both classes
+            label = (i // 4) % 2
+            f.write(json.dumps({"id": i, "text": review(rng, label), "label": label}) + "\n")
     rows = "".join(f"{review(rng, i % 2)}\t{i % 2}\n" for i in range(40))
     (data / SST2_DEV).write_text("sentence\tlabel\n" + rows)
 
