@@ -29,7 +29,7 @@ BIGRAM_INPUTS := $(BIGRAM)/bigram.pt $(BIGRAM)/config.json $(BIGRAM)/baseline.js
 # The device bundle (edge/): the int8 ONNX model, the tokenizer, the calibrated settings; not committed
 EDGE_BUNDLE := dist/edge/settings.json
 EDGE_INPUTS := $(ARTIFACTS)/weights.pt $(ARTIFACTS)/sentiment.pt $(ARTIFACTS)/config.json \
-	$(ARTIFACTS)/tokenizer/tokenizer.json $(ARTIFACTS)/device.json model/net.py model/export.py model/onnx_export.py \
+	$(ARTIFACTS)/tokenizer/tokenizer.json $(ARTIFACTS)/device.json $(ARTIFACTS)/calibration.json model/net.py model/export.py model/onnx_export.py \
 	serving/bundle.py model-config.yaml
 
 .PHONY: help serve stop test unit integration lint train export archive clean java bench bench-frontier wrk
@@ -51,7 +51,7 @@ java: # Spark 4 runs on Java 17 or later only; "1.8.0" reads as major version 1
 	@command -v java >/dev/null || { echo "TorchServe and Spark need Java 17: install it (Debian: apt-get install openjdk-17-jre-headless)"; exit 1; }
 	@java -version 2>&1 | awk -F'"' '/version/ { split($$2, v, "."); if (v[1] < 17) { print "TorchServe and Spark need Java 17 or later, found " $$2 " (Debian: apt-get install openjdk-17-jre-headless)"; exit 1 } }'
 
-train: $(VENV)/.installed ## train on IMDB ([DATA_DIR=../shared/data]); writes model/artifacts, metrics.json, training_curve.png
+train: $(VENV)/.installed ## train on IMDB reviews and SST-2 phrases ([DATA_DIR=../shared/data]); writes model/artifacts, metrics.json, training_curve.png
 	$(PY) -m model.train
 
 .PHONY: baseline
@@ -63,7 +63,7 @@ export: $(VENV)/.installed ## trace the trained model to TorchScript (model/arti
 
 archive: $(call archive_file,$(VERSION)) ## build model_store/sentiment.mar (1.0); VERSION=2.0: sentiment_2.0.mar beside it
 
-train-bigram: $(VENV)/.installed ## train and trace the phase-2 uni+bigram model, with its baseline and calibration (model/artifacts_bigram; 30 s on 2 idle cores)
+train-bigram: $(VENV)/.installed ## train and trace the phase-2 uni+bigram model on both registers, with its baseline and calibration (model/artifacts_bigram; about a minute)
 	$(PY) -m model.train_bigram
 
 archive-bigram: $(BIGRAM_MAR) ## build model_store/sentiment-bigram.mar, the phase-2 model's archive
@@ -73,7 +73,7 @@ $(BIGRAM_MAR): $(BIGRAM_INPUTS) | $(VENV)/.installed
 
 edge: $(EDGE_BUNDLE) ## build the device bundle in dist/edge/: int8 ONNX model, tokenizer, calibrated settings
 
-calibrate: $(VENV)/.installed ## refit the device's temperature and threshold on the validation split (after training; needs the data) -> model/artifacts/device.json
+calibrate: $(VENV)/.installed ## choose the device's threshold again on the validation split (after training; needs the data) -> model/artifacts/device.json
 	$(PY) -m serving.bundle --calibrate
 
 $(EDGE_BUNDLE): $(EDGE_INPUTS) | $(VENV)/.installed

@@ -1,6 +1,6 @@
 """Measure the two-phase trade (`make two-phase-report`) -> bench/results/two_phase.json and two PNG plots.
 
-On IMDB's validation split (where the temperature and the threshold were chosen: the shipped point there is
+On IMDB's validation split (where the calibration and the threshold were chosen: the shipped point there is
 in-sample) and on SST-2 dev (out of domain, never used to choose anything):
   - accuracy against fraction deferred at every threshold, with random deferral and the oracle (defer exactly
     phase 1's mistakes); phase 1 alone (fp32 TorchScript and the int8 ONNX device model), phase 2 alone, and the
@@ -8,7 +8,7 @@ in-sample) and on SST-2 dev (out of domain, never used to choose anything):
   - on IMDB validation, the shipped rule out of sample: cross-fitted on two fixed halves (a seeded hash of the
     review id), chosen on one and measured on the other, both ways, pooled, with a bootstrap interval that
     chooses again in every draw;
-  - calibration (ECE, log loss) before and after temperature scaling.
+  - calibration (ECE, log loss) before and after the one calibration (calibration.json's slope and intercept).
 Then the bundle's sizes beside the TorchScript files'; phase 1's latency per review on one core against a round
 trip to phase 2 on loopback (a TorchServe of its own on free ports, one request at a time); and the server work
 saved at the shipped threshold.
@@ -32,7 +32,7 @@ import torch
 
 from edge.cascade import Server
 from edge.device import BUNDLE_FILES, DeviceModel
-from model import calibration
+from model import calibration, threshold
 from model.bigram_net import ARTIFACTS as BIGRAM_ARTIFACTS
 from model.bigram_net import TORCHSCRIPT_FILE as BIGRAM_FILE
 from model.ece import ECE_BINS, expected_calibration_error
@@ -51,16 +51,17 @@ HALVES_SEED = 0  # the cross-fit's halves: fixed, so that every run judges the r
 
 
 def split_report(
-    name: str, labels, fp32, int8, phase2, temperature: float, threshold: float, ids=None, tolerance: float = 0.0
+    name: str, labels, fp32, int8, phase2, slope: float, intercept: float, shipped: float, ids=None, tolerance=0.0
 ) -> dict:
     """The split's figures; with `ids`, the shipped rule (`tolerance`) cross-fitted on its two halves too."""
-    p_raw, p_cal = calibration.sigmoid(int8), calibration.sigmoid(int8 / temperature)
+    p_raw, p_cal = calibration.sigmoid(int8), calibration.sigmoid(slope * int8 + intercept)
     conf = np.maximum(p_cal, 1 - p_cal)
-    c1, c2 = (int8 >= 0).astype(int) == labels, (phase2 >= 0).astype(int) == labels
-    points = calibration.cascade_curve(conf, c1, c2)
-    routed = calibration.deferred(conf, threshold)
+    # the device's label is its calibrated probability's, as edge.device answers
+    c1, c2 = (p_cal >= 0.5).astype(int) == labels, (phase2 >= 0).astype(int) == labels
+    points = threshold.cascade_curve(conf, c1, c2)
+    routed = threshold.deferred(conf, shipped)
     cascade_correct = np.where(routed, c2, c1)
-    low, high = calibration.bootstrap_interval(cascade_correct)
+    low, high = threshold.bootstrap_interval(cascade_correct)
     return {
         "split": name,
         "reviews": len(labels),
@@ -73,13 +74,13 @@ def split_report(
         "log_loss_before": round(calibration.log_loss(p_raw, labels), 4),
         "log_loss_after": round(calibration.log_loss(p_cal, labels), 4),
         "shipped": {
-            "threshold": threshold,
+            "threshold": shipped,
             "deferred": round(float(routed.mean()), 4),
             "accuracy": round(float(cascade_correct.mean()), 4),
             "accuracy_95": [round(low, 4), round(high, 4)],
             "server_requests_saved": round(1 - float(routed.mean()), 4),
         },
-        "oracle": [[round(d, 4), round(a, 4)] for d, a in calibration.oracle_curve(c1, c2)],
+        "oracle": [[round(d, 4), round(a, 4)] for d, a in threshold.oracle_curve(c1, c2)],
         "out_of_sample": out_of_sample(conf, c1, c2, ids, tolerance) if ids is not None else None,
         "curve": [[round(p.threshold, 5), round(p.deferred, 5), round(p.accuracy, 5)] for p in _thin(points)],
         "_conf": conf,
@@ -90,12 +91,12 @@ def split_report(
 
 def out_of_sample(conf, c1, c2, ids: list[str], tolerance: float) -> dict:
     """The shipped rule chosen on each fixed half of the split and measured on the other, pooled."""
-    first = calibration.halves(ids, HALVES_SEED)
-    fit = calibration.cross_fit(conf, c1, c2, first, tolerance)
-    interval = calibration.cross_fit_interval(conf, c1, c2, first, tolerance)
+    first = threshold.halves(ids, HALVES_SEED)
+    fit = threshold.cross_fit(conf, c1, c2, first, tolerance)
+    interval = threshold.cross_fit_interval(conf, c1, c2, first, tolerance)
     return {
         "method": "cross-fit: threshold chosen by the shipped rule on one half, measured on the other, both ways",
-        "threshold_on_the_whole_split": round(calibration.select_threshold(conf, c1, c2, tolerance).threshold, 6),
+        "threshold_on_the_whole_split": round(threshold.select_threshold(conf, c1, c2, tolerance).threshold, 6),
         "halves": [int(first.sum()), int((~first).sum())],
         "halves_seed": HALVES_SEED,
         "thresholds": [round(t, 6) for t in fit.thresholds],
@@ -107,7 +108,7 @@ def out_of_sample(conf, c1, c2, ids: list[str], tolerance: float) -> dict:
     }
 
 
-def _thin(points: list[calibration.Point], n: int = 400) -> list[calibration.Point]:
+def _thin(points: list[threshold.Point], n: int = 400) -> list[threshold.Point]:
     """At most about `n` points, evenly over the deferral, always with both ends."""
     step = max(1, len(points) // n)
     return [*points[:-1:step], points[-1]]
@@ -225,7 +226,7 @@ def plot_calibration(reports: list[dict], path: Path, bins: int = ECE_BINS) -> N
     fig, axes = plt.subplots(1, len(reports), figsize=(5 * len(reports), 4))
     edges = np.linspace(0.5, 1.0, bins + 1)
     for ax, r in zip(axes, reports, strict=True):
-        for p, label, color in ((r["_p"][0], "raw", "C1"), (r["_p"][1], "temperature-scaled", "C0")):
+        for p, label, color in ((r["_p"][0], "raw", "C1"), (r["_p"][1], "calibrated", "C0")):
             conf = np.maximum(p, 1 - p)
             correct = (p >= 0.5).astype(int) == r["_labels"]
             which = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
@@ -257,14 +258,18 @@ def run(bundle: Path, out: Path, latency: bool = True) -> dict:
                 torch_logits(served.model, ids),
                 device.logits(ids),
                 torch_logits(phase2, ids),
-                settings.temperature,
+                settings.slope,
+                settings.intercept,
                 settings.threshold,
                 split.ids if split.name == "imdb_validation" else None,  # the split the threshold was chosen on
                 tolerance,
             )
         )
     result = {
-        "bundle": {"model_version": settings.model_version, "temperature": settings.temperature},
+        "bundle": {
+            "model_version": settings.model_version,
+            "calibration": {"slope": settings.slope, "intercept": settings.intercept},
+        },
         "splits": [{k: v for k, v in r.items() if not k.startswith("_")} for r in reports],
         "sizes": sizes(bundle),
         "audit_rate": settings.audit_rate,

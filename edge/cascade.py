@@ -37,7 +37,7 @@ TIMEOUT_S = 5.0  # a deferred answer waits at most this long for the server befo
 
 def defers(confidence: float, threshold: float) -> bool:
     """Phase 2 answers when phase 1's confidence is below the threshold; from 1 up, always (a confidence can
-    round to 1.0); 0.5 never defers, as no confidence is below it. model.calibration.deferred is the same rule."""
+    round to 1.0); 0.5 never defers, as no confidence is below it. model.threshold.deferred is the same rule."""
     return threshold >= 1.0 or confidence < threshold
 
 

@@ -32,7 +32,8 @@ class Settings:
     model_version: str  # the phase-1 answers' model_version
     max_tokens: int  # truncation, as the server's tokenizer call
     unk_id: int  # [UNK]: the share of these is unknown_token_fraction
-    temperature: float  # calibrated logit = raw logit / temperature (fitted on the validation split)
+    slope: float  # calibrated logit = slope * raw logit + intercept: the served model's calibration.json, fitted
+    intercept: float  # on the validation split, so the device's probability is the one the evaluation reads
     threshold: float  # defer to phase 2 when max(p, 1 - p) is below this
     audit_rate: float  # share of confident phase-1 answers also sent to phase 2
     phase2_model: str  # the server model that answers deferred reviews
@@ -45,7 +46,8 @@ class Settings:
             model_version=raw["model_version"],
             max_tokens=int(raw["max_tokens"]),
             unk_id=int(raw["unk_id"]),
-            temperature=float(raw["temperature"]),
+            slope=float(raw["slope"]),
+            intercept=float(raw["intercept"]),
             threshold=float(raw["threshold"]),
             audit_rate=float(raw["audit_rate"]),
             phase2_model=raw["phase2_model"],
@@ -57,7 +59,7 @@ class Settings:
 class DeviceScore:
     """One review's phase-1 answer (handler.codec.Scored: the codec encodes it as the server encodes its own)."""
 
-    logit: float  # calibrated: raw logit / temperature
+    logit: float  # calibrated: slope * raw logit + intercept
     unknown_fraction: float
     raw_logit: float
 
@@ -114,7 +116,8 @@ class DeviceModel:
         scores = []
         for ids, logit in zip(batch_ids, raw.tolist(), strict=True):
             unknown = sum(1 for i in ids if i == self.settings.unk_id) / len(ids) if ids else 1.0
-            scores.append(DeviceScore(logit / self.settings.temperature, unknown, logit))
+            calibrated = self.settings.slope * logit + self.settings.intercept
+            scores.append(DeviceScore(calibrated, unknown, logit))
         return scores
 
 

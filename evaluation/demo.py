@@ -1,10 +1,10 @@
 """The whole pattern end to end against a real TorchServe: `make evaluation-demo` (minutes).
 
-    python -m evaluation.demo [--window 30] [--shifted 4000] [--out evaluation-demo/]
+    python -m evaluation.demo [--window 30] [--shifted 1500] [--out evaluation-demo/]
 
 Simulated traffic with keys, in phases aligned to evaluation windows of `--window` seconds:
   A  in-domain: reviews of the IMDB validation split (never trained on)          served by 1.0
-  B  the shift: short SST-2 sentences; A's labels arrive                          served by 1.0
+  B  the shift: opening sentences of other validation reviews; A's labels arrive  served by 1.0
   C  more shifted traffic; B's labels arrive                                      served by 1.0
      -> the gated retrain on B's labeled traffic: candidate 2.0, compared on B's latest 30 %, promoted if it wins
   D  more shifted traffic; C's labels arrive, then D's                            served by the default
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -24,27 +25,43 @@ from pathlib import Path
 import yaml
 
 from evaluation import feedback
-from model.data import DATA_DIR, IMDB_TRAIN, book_split, read_jsonl, read_sst2
+from model.data import DATA_DIR, IMDB_TRAIN, book_split, read_jsonl
 from serving.server import ROOT
 
 logger = logging.getLogger(__name__)
-SST2_TRAIN = Path("sst2") / "train.tsv"
 BATCH = 100  # instances per request
 
 
-def in_domain(n: int) -> list[dict]:
-    """{key, text, label} from the IMDB validation split (the model never trained on it)."""
+def _validation() -> list[dict]:
     from model.config import ModelConfig
 
-    _, val = book_split(read_jsonl(DATA_DIR / IMDB_TRAIN), ModelConfig().val_every)
-    return [{"key": f"imdb-{r['id']}", "text": r["text"], "label": int(r["label"])} for r in val[:n]]
+    return book_split(read_jsonl(DATA_DIR / IMDB_TRAIN), ModelConfig().val_every)[1]
+
+
+def in_domain(n: int) -> list[dict]:
+    """{key, text, label} from the IMDB validation split (the model never trained on it), from its start."""
+    return [{"key": f"imdb-{r['id']}", "text": r["text"], "label": int(r["label"])} for r in _validation()[:n]]
+
+
+# A sentence ends at . ! or ? followed by white space; the corpus's <br /> markup is a line break
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def opening_sentence(text: str) -> str:
+    return _SENTENCE_END.split(text.replace("<br />", " ").strip(), maxsplit=1)[0]
 
 
 def shifted(n: int, offset: int = 0, min_words: int = 4) -> list[dict]:
-    """{key, text, label} from SST-2's training sentences (short, another register), `offset` onwards."""
-    texts, labels = read_sst2(DATA_DIR / SST2_TRAIN)
-    rows = [(i, t, y) for i, (t, y) in enumerate(zip(texts, labels, strict=True)) if len(t.split()) >= min_words]
-    return [{"key": f"sst-{i}", "text": t, "label": y} for i, t, y in rows[offset : offset + n]]
+    """{key, text, label}: the opening sentence of IMDB validation reviews, labelled with its review's label, from
+    the split's end backwards (in_domain takes its start), `offset` onwards. The model learnt from both IMDB reviews
+    and SST-2 phrases, so neither is a shift for it; a review's first sentence is short and often says little of
+    the verdict (0.69 accuracy against 0.88 for whole reviews, on 1,200 of them), as a box's one-liners do."""
+    rows = []
+    for r in reversed(_validation()):
+        text = opening_sentence(r["text"])
+        if len(text.split()) >= min_words:
+            rows.append({"key": f"opening-{r['id']}", "text": text, "label": int(r["label"])})
+    return rows[offset : offset + n]
 
 
 def send(client, rows: list[dict]) -> int:
@@ -182,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--window", type=int, default=30, help="evaluation window in seconds (one per phase)")
     parser.add_argument("--in-domain", type=int, default=2000, help="IMDB validation reviews in phase A")
-    parser.add_argument("--shifted", type=int, default=4000, help="SST-2 sentences in phases B and C (D: half)")
+    parser.add_argument("--shifted", type=int, default=1500, help="opening sentences in phases B and C (D: half)")
     parser.add_argument("--epochs", type=int, help="the candidate's training epochs (default: the model's)")
     parser.add_argument("--out", type=Path, default=ROOT / "evaluation-demo")
     args = parser.parse_args(argv)

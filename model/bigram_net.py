@@ -2,8 +2,11 @@
 
 It reads the same ragged batch as SentimentNet (flat token ids + offsets from the one tokenizer), computes the
 bigrams inside the model from adjacent ids of the same review, and scores each distinct uni- or bigram once
-(binarized features, as in Wang & Manning 2012): logit = bias + sum of the weights of the distinct n-grams present.
-The Naive-Bayes log-count ratios are folded into those weights at training time (model/train_bigram.py).
+(binarized features, as in Wang & Manning 2012): logit = bias + (sum of the weights of the distinct known n-grams
+present) / sqrt(how many there are). The Naive-Bayes log-count ratios are folded into those weights at training time
+(model/train_bigram.py). The sqrt-n scaling is what lets one linear model read both registers: without it a
+review's logit grows with its length, and the weights that suit 230-token reviews are too small for a six-word
+sentence (with SST-2 in training, validation accuracy: IMDB 0.9114 -> 0.9190, SST-2 dev 0.7924 -> 0.8337).
 """
 
 from __future__ import annotations
@@ -28,7 +31,10 @@ class BigramConfig:
     min_reviews: int = 2  # a bigram kept in the model appears in at least this many training reviews: rarer ones
     # cannot be estimated and would only grow the archive
     nb_alpha: float = 1.0  # Laplace smoothing of the Naive-Bayes log-count ratios (Wang & Manning's alpha)
-    C: float = 0.1  # inverse L2 strength of the logistic regression, chosen on the validation split
+    C: float = 30.0  # inverse L2 strength of the logistic regression, chosen on both validation splits (the
+    # sqrt-n scaled features are ~sqrt(n) times smaller than binary ones, hence a C far above liblinear's 1)
+    sst2_weight: float = 0.25  # each SST-2 training phrase counts a quarter of an IMDB review: 67,349 phrases
+    # at 0.25 weigh 0.9 times IMDB's 18,750 reviews; at 0.5 IMDB validation loses 0.5 points and SST-2 dev gains none
     max_iter: int = 1000  # liblinear converges long before this on 18,750 reviews
     val_every: int = 4  # the book's split, as the sentiment model: 3 of every 4 reviews train, 1 of 4 validates
     tokenizer_sha256: str = ""  # the tokenizer.json the ids came from: a retrained tokenizer invalidates the model
@@ -80,6 +86,10 @@ class BigramNet(nn.Module):
         # distinct (review, feature) pairs: sort their combined key and keep the first of each run
         key, _ = torch.sort(owners * n_features + features)
         first = torch.cat([torch.ones_like(key[:1], dtype=torch.bool), key[1:] != key[:-1]])
-        contribution = self.weight[key % n_features] * first.to(self.weight.dtype)
-        logits = torch.zeros_like(offsets, dtype=self.weight.dtype).index_add(0, key // n_features, contribution)
-        return logits + self.bias  # positive_review_logits, one per review
+        feature = key % n_features
+        counted = (first & (feature != unknown)).to(self.weight.dtype)  # the distinct known n-grams
+        contribution = self.weight[feature] * counted
+        owner = key // n_features
+        summed = torch.zeros_like(offsets, dtype=self.weight.dtype).index_add(0, owner, contribution)
+        counts = torch.zeros_like(offsets, dtype=self.weight.dtype).index_add(0, owner, counted)
+        return summed / counts.clamp(min=1.0).sqrt() + self.bias  # positive_review_logits, one per review

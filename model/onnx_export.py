@@ -25,7 +25,7 @@ from model.net import SentimentNet
 logger = logging.getLogger(__name__)
 OPSET = 20  # what torch.export's ONNX translator emits; onnxruntime (and onnxruntime-web) run it
 INPUTS = ("ids", "lengths")
-OUTPUT = "logits"  # raw positive_review_logits, before temperature scaling
+OUTPUT = "logits"  # raw positive_review_logits, before calibration.json's slope and intercept
 
 
 def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

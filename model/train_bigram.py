@@ -1,9 +1,10 @@
 """Train and trace the phase-2 model: `python -m model.train_bigram [--data-dir DIR] [--out model/artifacts_bigram]`.
 
 NBSVM-style (Wang & Manning 2012, the logistic-regression variant): binarized uni- and bigram features of the
-token ids the sentiment model's tokenizer gives, scaled by their Naive-Bayes log-count ratios, fitted by an
-L2 logistic regression (scikit-learn's liblinear). The ratios are folded into the weights, so the served model
-only sums the weights of the distinct n-grams of a review (model/bigram_net.py).
+token ids the sentiment model's tokenizer gives, scaled by their Naive-Bayes log-count ratios and by 1/sqrt(the
+review's count of them), fitted by an L2 logistic regression (scikit-learn's liblinear) on both registers: IMDB's
+training reviews and SST-2's training phrases, weighted (BigramConfig.sst2_weight). The ratios are folded into the
+weights, so the served model only sums the weights of the distinct n-grams of a review (model/bigram_net.py).
 
 The tokenizer is model/artifacts/tokenizer, the served one: a retrained tokenizer means retraining this model
 (config.json records the tokenizer's sha256; `make archive-bigram` refuses a mismatch).
@@ -28,7 +29,7 @@ from sklearn.linear_model import LogisticRegression
 from model import baseline
 from model.bigram_net import ARTIFACTS, TORCHSCRIPT_FILE, BigramConfig, BigramNet, file_sha256
 from model.config import ModelConfig
-from model.data import IMDB_TRAIN, SST2_DEV, book_split, read_jsonl, read_sst2
+from model.data import IMDB_TRAIN, SST2_DEV, book_split, read_jsonl, read_sst2, training_rows
 from model.text import UNK, encode_batch, load_tokenizer, token_ids
 from model.train import training_cli
 
@@ -71,11 +72,20 @@ def features(reviews: list[np.ndarray], codes: np.ndarray, vocab_size: int) -> s
     return sp.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(len(reviews), vocab_size + len(codes)))
 
 
-def nb_ratios(x: sp.csr_matrix, labels: np.ndarray, alpha: float) -> np.ndarray:
-    """Naive-Bayes log-count ratios r = log((p / |p|_1) / (q / |q|_1)), p and q smoothed by alpha."""
+def nb_ratios(x: sp.csr_matrix, labels: np.ndarray, alpha: float, weights: np.ndarray | None = None) -> np.ndarray:
+    """Naive-Bayes log-count ratios r = log((p / |p|_1) / (q / |q|_1)), p and q the (weighted) feature counts of
+    each class smoothed by alpha."""
+    if weights is not None:
+        x = sp.diags(np.asarray(weights, dtype=np.float64)) @ x
     p = alpha + np.asarray(x[labels == 1].sum(axis=0)).ravel()
     q = alpha + np.asarray(x[labels == 0].sum(axis=0)).ravel()
     return np.log((p / p.sum()) / (q / q.sum())).astype(np.float64)
+
+
+def scaled(x: sp.csr_matrix, r: np.ndarray) -> sp.csr_matrix:
+    """The model's inputs: each feature times its ratio, each row over sqrt(its count of features), as BigramNet."""
+    counts = np.maximum(np.asarray(x.sum(axis=1)).ravel(), 1.0)
+    return (sp.diags(1.0 / np.sqrt(counts)) @ x.multiply(r)).tocsr()
 
 
 def to_net(cfg: BigramConfig, codes: np.ndarray, weights: np.ndarray, bias: float) -> BigramNet:
@@ -102,24 +112,25 @@ def train(cfg: BigramConfig, data_dir: Path, out: Path, tokenizer_dir: Path = TO
     sha = file_sha256(tokenizer_dir / TOKENIZER_JSON)
     vocab_size = ModelConfig.from_json(tokenizer_dir.parent / "config.json").vocab_size  # the tokenizer's, as trained
     cfg = BigramConfig(**{**cfg.__dict__, "vocab_size": vocab_size, "tokenizer_sha256": sha})
-    train_rows, val_rows = book_split(read_jsonl(data_dir / IMDB_TRAIN), cfg.val_every)
+    train_rows, val_rows = training_rows(data_dir, cfg.val_every, cfg.sst2_weight)
     train_ids = token_ids(tokenizer, [r["text"] for r in train_rows])
     val_ids = token_ids(tokenizer, [r["text"] for r in val_rows])
     y_train = np.array([int(r["label"]) for r in train_rows])
+    w_train = np.array([r["weight"] for r in train_rows])
     y_val = np.array([int(r["label"]) for r in val_rows])
     tokenized = time.perf_counter()
 
     train_grams = [ngrams(ids, cfg.vocab_size) for ids in train_ids]
     codes = kept_bigrams(train_grams, cfg.vocab_size, cfg.min_reviews)
     x_train = features(train_grams, codes, cfg.vocab_size)
-    r = nb_ratios(x_train, y_train, cfg.nb_alpha)
+    r = nb_ratios(x_train, y_train, cfg.nb_alpha, w_train)
     clf = LogisticRegression(C=cfg.C, solver="liblinear", max_iter=cfg.max_iter)
-    clf.fit(x_train.multiply(r).tocsr(), y_train)
+    clf.fit(scaled(x_train, r), y_train, sample_weight=w_train)
     fitted = time.perf_counter()
     net = to_net(cfg, codes, clf.coef_.ravel() * r, float(clf.intercept_[0]))
 
     x_val = features([ngrams(ids, cfg.vocab_size) for ids in val_ids], codes, cfg.vocab_size)
-    expected = clf.decision_function(x_val.multiply(r).tocsr())
+    expected = clf.decision_function(scaled(x_val, r))
     val_logits = logits(net, val_ids)
     gap = float(np.abs(val_logits - expected).max())
     if gap > 1e-3:  # the network must be the fitted model, not an approximation of it
@@ -133,7 +144,8 @@ def train(cfg: BigramConfig, data_dir: Path, out: Path, tokenizer_dir: Path = TO
     metrics = {
         "val_accuracy": round(float(((val_logits >= 0) == y_val).mean()), 4),
         "sst2_dev_accuracy": round(float(((sst_logits >= 0) == np.array(sst_labels)).mean()), 4),
-        "train_reviews": len(train_rows),
+        "train_reviews": sum(1 for r in train_rows if r["register"] == "imdb"),
+        "train_sst2_phrases": sum(1 for r in train_rows if r["register"] == "sst2"),
         "val_reviews": len(val_rows),
         "unigrams": cfg.vocab_size,
         "bigrams": len(codes),

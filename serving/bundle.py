@@ -1,13 +1,16 @@
 """Build the device bundle: `python -m serving.bundle [--out dist/edge]` (`make edge`), and calibrate it:
 `python -m serving.bundle --calibrate` (`make calibrate`, after training either model; needs the data).
 
-Calibration, from the committed artifacts of both models and the validation split, writes the committed
-model/artifacts/device.json: a temperature fitted to the int8 model's logits (model/calibration.py), the
-threshold read off the validation split's cascade curve against the phase-2 model, how each was obtained, and
-the digests of the files they were fitted to. Building needs no data, like serving:
+The device's probability is the served model's: the one calibration, calibration.json (model/platt.py's
+(slope, intercept), fitted on the validation split by `make train` and shipped in the archive for the
+evaluation), applied to the int8 logit. Calibrating, from the committed artifacts of both models and the
+validation split, writes the committed model/artifacts/device.json: the threshold read off the validation split's
+cascade curve against the phase-2 model (model/threshold.py), how it and the calibration fare on the int8 model,
+and the digests of the files they were fitted to. Building needs no data, like serving:
   1. the eager sentiment model, its embedding table int8 (row-wise scales), exported to ONNX (model/onnx_export.py);
   2. the served tokenizer.json, copied unchanged;
-  3. settings.json: device.json's figures with the handler's limits, refused if the models changed since.
+  3. settings.json: calibration.json's slope and intercept, device.json's threshold and the handler's limits,
+     refused if the models or the calibration changed since.
 Plain files only (model.onnx, tokenizer.json, settings.json), so a browser page can fetch them as they are.
 
 It lives beside serving/archive.py because it is the device's archive: like a .mar it packs the model with the
@@ -30,7 +33,7 @@ import onnxruntime as ort
 import torch
 
 from handler import settings as handler_settings
-from model import calibration
+from model import calibration, threshold
 from model.bigram_net import ARTIFACTS as BIGRAM_ARTIFACTS
 from model.bigram_net import TORCHSCRIPT_FILE as BIGRAM_FILE
 from model.config import ARTIFACTS
@@ -39,6 +42,7 @@ from model.ece import expected_calibration_error
 from model.export import load_eager
 from model.infer import TOKENIZER_DIR, load_scorer
 from model.onnx_export import DeviceNet, export, pad
+from model.platt import CALIBRATION_FILE, Calibration
 from model.text import pack, token_ids
 
 logger = logging.getLogger(__name__)
@@ -118,6 +122,7 @@ def fitted_to(artifacts: Path, bigram_artifacts: Path) -> dict[str, str]:
     files = {
         "weights": artifacts / "weights.pt",
         "tokenizer": artifacts / TOKENIZER_DIR / TOKENIZER_FILE,
+        "calibration": artifacts / CALIBRATION_FILE,
         "phase2": bigram_artifacts / BIGRAM_FILE,
     }
     return {name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in files.items()}
@@ -130,7 +135,8 @@ def calibrate(
     data_dir: Path = DATA_DIR,
     out: Path = CALIBRATION,
 ) -> dict:
-    """Fit the temperature and the threshold on the validation split; writes device.json and returns it."""
+    """Choose the threshold on the validation split, phase 1 calibrated by calibration.json; writes device.json
+    and returns it."""
     cfg = cfg or BundleConfig()
     served = load_scorer(artifacts)  # the served model, tokenizer, max_tokens and [UNK], as the handler loads them
     eager = load_eager(artifacts)
@@ -141,20 +147,23 @@ def calibrate(
         export(DeviceNet(eager, quantize=True), Path(tmp) / MODEL_FILE)
         int8 = onnx_logits(session(Path(tmp) / MODEL_FILE), val_ids)
     fp32 = torch_logits(served.model, val_ids)
-    temperature = calibration.fit_temperature(int8, val.labels)
-    p_before, p_after = calibration.sigmoid(int8), calibration.sigmoid(int8 / temperature)
+    fitted_calibration = Calibration.load(artifacts / CALIBRATION_FILE)
+    p_before = calibration.sigmoid(int8)
+    p_after = calibration.sigmoid(fitted_calibration.slope * int8 + fitted_calibration.intercept)
     confidences = np.maximum(p_after, 1 - p_after)
-    phase1_correct = (int8 >= 0).astype(int) == val.labels
+    phase1_correct = (p_after >= 0.5).astype(int) == val.labels  # the device's label: its calibrated probability's
     phase2_correct = (torch_logits(phase2, val_ids) >= 0).astype(int) == val.labels
-    chosen = calibration.select_threshold(confidences, phase1_correct, phase2_correct, cfg.tolerance)
+    chosen = threshold.select_threshold(confidences, phase1_correct, phase2_correct, cfg.tolerance)
     fitted = {
-        "temperature": round(temperature, 6),
         "threshold": round(chosen.threshold, 6),
         "fitted_to": fitted_to(artifacts, bigram_artifacts),
         "how": {  # for people: where each number came from (edge.device reads only the settings)
             "calibration": {
-                "fitted_on": f"IMDB validation split (every {cfg.val_every}th review of train.jsonl.gz)",
+                "fitted_on": f"IMDB validation split (every {cfg.val_every}th review of train.jsonl.gz), "
+                f"the served model's logits ({CALIBRATION_FILE}); measured here on the int8 model's",
                 "reviews": len(val.texts),
+                "slope": fitted_calibration.slope,
+                "intercept": fitted_calibration.intercept,
                 "ece_before": round(expected_calibration_error(p_before, val.labels), 4),
                 "ece_after": round(expected_calibration_error(p_after, val.labels), 4),
                 "log_loss_before": round(calibration.log_loss(p_before, val.labels), 4),
@@ -197,11 +206,13 @@ def build(
         raise ValueError(f"{calibrated} was fitted to other model files: run `make calibrate` (it needs the data)")
     served = load_scorer(artifacts)
     eager = load_eager(artifacts)
+    fitted_calibration = Calibration.load(artifacts / CALIBRATION_FILE)
     settings = {
         "model_version": cfg.model_version,
         "max_tokens": served.max_tokens,
         "unk_id": served.unk_id,
-        "temperature": fitted["temperature"],
+        "slope": fitted_calibration.slope,
+        "intercept": fitted_calibration.intercept,
         "threshold": fitted["threshold"],
         "audit_rate": cfg.audit_rate,
         "phase2_model": cfg.phase2_model,
@@ -226,7 +237,7 @@ def build(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=DIST)
-    parser.add_argument("--calibrate", action="store_true", help="fit device.json on the validation split first")
+    parser.add_argument("--calibrate", action="store_true", help="choose device.json's threshold first")
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

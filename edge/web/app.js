@@ -70,7 +70,7 @@ async function score(model, text) {
     lengths: new ort.Tensor("int64", BigInt64Array.of(BigInt(n)), [1]),
   };
   const raw = (await session.run(feeds)).logits.data[0];
-  const logit = raw / settings.temperature;
+  const logit = settings.slope * raw + settings.intercept; // calibration.json, as edge.device
   const probability = sigmoid(logit);
   const unknown = n ? ids.filter((i) => i === settings.unk_id).length / n : 1;
   return {

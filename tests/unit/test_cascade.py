@@ -15,7 +15,9 @@ import pytest
 from edge.__main__ import predict_file
 from edge.cascade import Server, TwoPhaseClient, defers
 from edge.device import DeviceModel
-from model import calibration
+from model import calibration, threshold
+from model.config import ARTIFACTS
+from model.platt import CALIBRATION_FILE, Calibration
 from tests.conftest import BOOK_REVIEWS
 
 TEXTS = [
@@ -99,13 +101,17 @@ def test_the_shipped_threshold_defers_exactly_the_unsure(device):
 
 def test_the_device_and_the_report_route_alike():
     confidences = np.array([0.5, 0.6, 0.8, 0.9999, 1.0])
-    for threshold in (0.5, 0.7, 0.8, 0.95, 1.0):
-        assert [defers(c, threshold) for c in confidences] == calibration.deferred(confidences, threshold).tolist()
+    for cut in (0.5, 0.7, 0.8, 0.95, 1.0):
+        assert [defers(c, cut) for c in confidences] == threshold.deferred(confidences, cut).tolist()
 
 
-def test_calibrated_probability_is_the_raw_logit_over_the_temperature(device):
+def test_calibrated_logit_is_the_served_models_calibration_of_the_raw_logit(device):
+    """One calibration for the device, the server's estimate and the evaluation: calibration.json's."""
     [score] = device.score([TEXTS[0]])
-    assert score.logit == pytest.approx(score.raw_logit / device.settings.temperature)
+    fitted = Calibration.load(ARTIFACTS / CALIBRATION_FILE)
+    assert (device.settings.slope, device.settings.intercept) == (fitted.slope, fitted.intercept)
+    assert score.logit == pytest.approx(fitted.slope * score.raw_logit + fitted.intercept)
+    assert calibration.sigmoid(score.logit) == pytest.approx(fitted.probability(score.raw_logit))
 
 
 @pytest.mark.parametrize(

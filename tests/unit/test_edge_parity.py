@@ -16,10 +16,12 @@ from edge.device import BUNDLE_FILES, DeviceModel
 from edge.device import pad as device_pad
 from handler.codec import Instance, decode
 from model import calibration
+from model.ece import expected_calibration_error
 from model.export import load_eager
 from model.infer import load_scorer
 from model.onnx_export import DeviceNet, logit_error_bound
 from model.onnx_export import pad as build_pad
+from model.platt import CALIBRATION_FILE, Calibration
 from model.text import pack, token_ids
 from serving.bundle import ARTIFACTS, evaluation_splits
 from tests.catalogue import CASES, LIMITS
@@ -66,7 +68,7 @@ def test_device_token_ids_equal_the_servers(device, texts, ids):
 def test_bundle_settings_are_the_served_models(device, served):
     s = device.settings
     assert (s.max_tokens, s.unk_id, s.limits) == (served.max_tokens, served.unk_id, LIMITS)
-    assert s.temperature > 0 and 0.5 <= s.threshold <= 1.0
+    assert s.slope > 0 and 0.5 <= s.threshold <= 1.0
 
 
 def test_padded_fp32_model_equals_the_served_torchscript(served, ids):
@@ -115,10 +117,16 @@ def validation(device):
     return val, device.logits(device.token_ids(val.texts)), how
 
 
-def test_temperature_is_fitted_on_the_validation_split(device, validation):
+def test_the_device_is_calibrated_by_the_served_models_calibration(device, validation):
+    """calibration.json, fitted on the validation split's served logits, calibrates the int8 logits as well."""
     val, logits, how = validation
-    assert device.settings.temperature == pytest.approx(calibration.fit_temperature(logits, val.labels), rel=1e-4)
-    assert how["calibration"]["reviews"] == len(val.texts) == 6250
+    fitted = Calibration.load(ARTIFACTS / CALIBRATION_FILE)
+    assert (device.settings.slope, device.settings.intercept) == (fitted.slope, fitted.intercept)
+    assert fitted.fitted_on == how["calibration"]["reviews"] == len(val.texts) == 6250
+    calibrated = calibration.sigmoid(fitted.slope * logits + fitted.intercept)
+    assert expected_calibration_error(calibrated, val.labels) == pytest.approx(
+        how["calibration"]["ece_after"], abs=1e-4
+    )
     assert how["calibration"]["fitted_on"].startswith("IMDB validation split")
     assert how["calibration"]["ece_after"] <= how["calibration"]["ece_before"]
 

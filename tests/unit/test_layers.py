@@ -39,6 +39,7 @@ BOUNDARIES = {
     "edge.cascade": {"torch", "ts", "transformers", "model", "serving", "batch", "pyspark", "requests"},
     "edge.__main__": {"torch", "ts", "transformers", "model", "serving", "batch", "pyspark", "requests"},
     "model.calibration": {"torch", "ts", "handler", "serving", "batch", "edge", "pyspark"},
+    "model.threshold": {"torch", "ts", "handler", "serving", "batch", "edge", "pyspark"},
     "model.onnx_export": {"ts", "handler", "serving", "batch", "edge", "pyspark"},
     "model.train_bigram": {"ts", "handler", "serving", "batch", "edge", "pyspark"},
     "serving.bundle": {"ts", "batch", "edge", "pyspark"},

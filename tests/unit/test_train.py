@@ -12,7 +12,7 @@ from pathlib import Path
 
 from model.baseline import BASELINE_FILE
 from model.config import ModelConfig
-from model.data import IMDB_TRAIN, SST2_DEV
+from model.data import IMDB_TRAIN, SST2_DEV, SST2_TRAIN
 from model.platt import CALIBRATION_FILE
 from model.train import train
 
@@ -27,7 +27,7 @@ def review(rng: random.Random, label: int) -> str:
 
 
 def corpus(data: Path, rng: random.Random) -> None:
-    """A data directory as `make train` reads it: 400 labeled reviews, 40 SST-2 phrases."""
+    """A data directory as `make train` reads it: 400 labeled reviews, 80 SST-2 training phrases, 40 dev ones."""
     (data / IMDB_TRAIN).parent.mkdir(parents=True)
     (data / SST2_DEV).parent.mkdir(parents=True)
     with gzip.open(data / IMDB_TRAIN, "wt", encoding="utf-8") as f:
@@ -36,6 +36,8 @@ def corpus(data: Path, rng: random.Random) -> None:
             f.write(json.dumps({"id": i, "text": review(rng, label), "label": label}) + "\n")
     rows = "".join(f"{review(rng, i % 2)}\t{i % 2}\n" for i in range(40))
     (data / SST2_DEV).write_text("sentence\tlabel\n" + rows)
+    phrases = "".join(f"{' '.join(rng.choices(WORDS[i % 2], k=2))}\t{i % 2}\n" for i in range(80))
+    (data / SST2_TRAIN).write_text("sentence\tlabel\n" + phrases)
 
 
 def test_training_writes_the_model_its_baseline_and_its_calibration(tmp_path):
@@ -49,6 +51,7 @@ def test_training_writes_the_model_its_baseline_and_its_calibration(tmp_path):
         p.name for p in out.iterdir()
     }
     assert metrics["train_reviews"] == 300 + len(extra) and metrics["val_reviews"] == 100
+    assert metrics["train_sst2_phrases"] == 80 and metrics["sst2_dev_sentences"] == 40
     baseline = json.loads((out / BASELINE_FILE).read_text())
     assert baseline["n"] == 100 and baseline["accuracy"] == metrics["val_accuracy"]
 
