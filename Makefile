@@ -33,11 +33,10 @@ EDGE_INPUTS := $(ARTIFACTS)/weights.pt $(ARTIFACTS)/sentiment.pt $(ARTIFACTS)/co
 	serving/bundle.py model-config.yaml
 
 .PHONY: help serve stop test unit integration lint train export archive clean java bench bench-frontier wrk
-.PHONY: train-bigram archive-bigram edge calibrate two-phase-report web web-deps chromium web-report
+.PHONY: train-bigram archive-bigram edge calibrate two-phase-report web web-stop web-deps chromium web-report
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}' \
-		| sed -e 's|$$(WEB_PORT)|$(WEB_PORT)|g'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 # Each long step says what it is doing first: pip's own lines (and download bars) follow, a minute or two on a
 # fresh clone, seconds when everything is there already.
@@ -102,8 +101,11 @@ $(WEB_DEPS): edge/web/package.json edge/web/package-lock.json
 
 web-deps: $(WEB_DEPS) # the page's npm packages (onnxruntime-web, the tokenizers WebAssembly build)
 
-web: $(WEB_DEPS) $(EDGE_BUNDLE) ## serve the phase-1 page on 127.0.0.1:$(WEB_PORT); phase 2 on make serve's TorchServe
-	$(PY) -m serving.web --port $(WEB_PORT)
+web: $(WEB_DEPS) $(EDGE_BUNDLE) ## serve the phase-1 page on 127.0.0.1:8095 [WEB_PORT=...] in the background; returns when it answers; phase 2 on make serve's TorchServe
+	$(PY) -m serving.web start --port $(WEB_PORT)
+
+web-stop: ## stop the page server started by `make web` (by its recorded pid)
+	@test ! -x $(PY) || $(PY) -m serving.web stop
 
 web-report: $(VENV)/.dev-installed java chromium $(WEB_DEPS) $(MAR) $(BIGRAM_MAR) $(EDGE_BUNDLE) ## the page in headless Chromium: bytes, first prediction, latency -> bench/results/browser.json, docs/web-*.png
 	WEB_RESULTS=bench/results WEB_SCREENSHOTS=docs $(PY) -m pytest tests/integration/test_browser.py -q
@@ -211,10 +213,10 @@ BATCH_ARGS ?=
 BENCH_ARGS ?= # e.g. BENCH_ARGS="--variants tuned,plain,no-jit,no-preload --rounds 2": the local tuning side by side
 
 batch: $(VENV)/.batch-installed java $(MAR) ## score a dataset on Spark: make batch INPUT=reviews.jsonl.gz OUTPUT=out/ [BATCH_ARGS=...]
-	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make batch INPUT=<path or URI: jsonl[.gz]|csv|parquet> OUTPUT=<dir or URI> [BATCH_ARGS='--key-column id --jsonl']"; exit 2; }
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make batch INPUT=<path or URI: jsonl[.gz]|csv|parquet> OUTPUT=<dir or URI> [BATCH_ARGS='--key-column id --jsonl'] (the key field defaults to key)"; exit 2; }
 	$(PY) -m batch --input $(INPUT) --output $(OUTPUT) --mar $(MAR) $(BATCH_ARGS)
 
-bench-batch: $(VENV)/.batch-installed java $(MAR) ## Spark batch job on 1,000,000 reviews (and 100,000, for memory) vs the in-process ceiling -> bench/results/batch.json (minutes)
+bench-batch: $(VENV)/.dev-installed java $(MAR) ## Spark batch job on 1,000,000 reviews (and 100,000, for memory) vs the in-process ceiling -> bench/results/batch.json (minutes)
 	$(PY) -m bench.batch_job --mar $(MAR) $(BENCH_ARGS)
 
 clean: ## remove the archive, logs and caches (keeps .venv and the trained artifacts)

@@ -23,7 +23,7 @@ def parse(argv: list[str] | None = None) -> tuple[JobSettings, SparkSettings]:
     )
     p.add_argument("--output", required=True, help="output directory (path or URI), replaced atomically")
     p.add_argument("--format", dest="input_format", default="auto", choices=["auto", "jsonl", "csv", "parquet"])
-    p.add_argument("--key-column", default="id", help="identifies each row in the output (default: id)")
+    p.add_argument("--key-column", default="key", help="identifies each row in the output (default: key, as online)")
     p.add_argument("--text-column", default="text", help="the review text (default: text)")
     p.add_argument(
         "--key-type",

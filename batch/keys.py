@@ -12,6 +12,9 @@ the same value, with escapes resolved where UTF-8 can hold the result and floats
 from __future__ import annotations
 
 import json
+import math
+import re
+from json.decoder import scanstring
 
 import pyarrow as pa
 
@@ -22,6 +25,37 @@ _SHOWN = 80  # characters of a key quoted in a message: keys are identifiers, ne
 # json.dumps(value, ensure_ascii=False) builds a new encoder on every call (only its defaults share one), which
 # costs more than encoding a key; this one has exactly those settings and serves every row
 _ENCODER = json.JSONEncoder(ensure_ascii=False)
+_SCAN = json.JSONDecoder().scan_once  # one JSON value from an index: (value, index after it)
+_SPACE = re.compile(r"[ \t\n\r]*")  # JSON's whitespace
+
+
+def raw_member(text: str, name: str) -> str | None:
+    """The text of member `name` of the JSON object `text`, exactly as written (the last one, as json.loads keeps
+    the last of duplicates); None when the object has no such member. `text` is valid JSON (parsed before)."""
+    found = None
+    at = _SPACE.match(text, 0).end() + 1  # past "{"
+    while True:
+        at = _SPACE.match(text, at).end()
+        if text[at] == "}":
+            return found
+        member, at = scanstring(text, at + 1)
+        at = _SPACE.match(text, _SPACE.match(text, at).end() + 1).end()  # past ":"
+        _, end = _SCAN(text, at)
+        if member == name:
+            found = text[at:end]
+        at = _SPACE.match(text, end).end()
+        at += text[at] == ","
+
+
+def key_text(value: object, line: str, name: str) -> str | None:
+    """The JSON text of a line's key `value` (member `name` of the JSON object `line`), as the line wrote it."""
+    if value is None:
+        return None
+    if type(value) is int and value != 0:  # JSON writes an integer one way (only zero can be "-0")
+        return int.__repr__(value)
+    if type(value) is str and "\\" not in line:  # no escape anywhere in the line: the string as it was sent
+        return _ENCODER.encode(value)
+    return raw_member(line, name)
 
 
 class KeyTypeMismatch(ValueError):
@@ -40,18 +74,19 @@ def json_text(value: object) -> str:
     return text
 
 
-def typed_key(value: object, key_type: str) -> object:
-    """`value` (a parsed JSON value, None for a missing key) as a value of `key_type`; raises KeyTypeMismatch."""
+def typed_key(value: object, key_type: str, text: str | None = None) -> object:
+    """`value` (a parsed JSON value, None for a missing key) as a value of `key_type`, `text` its JSON text as
+    sent (for `json`; json_text(value) when not given); raises KeyTypeMismatch."""
     if value is None:
         return None
     if key_type == "json":
-        return json_text(value)
+        return json_text(value) if text is None else text
     if key_type == "string" and isinstance(value, str):
         return value
     if key_type == "bigint" and type(value) is int and _INT64[0] <= value <= _INT64[1]:
         return value
-    if key_type == "double" and type(value) is float:
-        return value
+    if key_type == "double" and isinstance(value, float) and math.isfinite(value):  # 1e400 is no double
+        return float(value)
     if key_type == "double" and type(value) is int and float(value) == value:
         return float(value)
     shown = json_text(value)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from batch.keys import KEY_TYPES, typed_key
+from batch.keys import KEY_TYPES, key_text, typed_key
 from handler.codec import (
     TEXT_FIELDS,
     check_key,
@@ -105,7 +105,7 @@ def json_line(line: bytes, layout: Layout, limits: Limits) -> tuple[object, str 
         record = check_object(parse_json(text))
     except ServingError as err:
         return None, err  # no object, no key
-    key = typed_key(record.get(layout.key), layout.key_type)
+    key = _key(record.get(layout.key), text, layout)
     try:
         return key, record_text(record, limits, layout.key, layout.text_fields)
     except ServingError as err:
@@ -114,13 +114,23 @@ def json_line(line: bytes, layout: Layout, limits: Limits) -> tuple[object, str 
 
 def _salvaged_key(line: bytes, layout: Layout) -> object:
     """The key of a line that is not valid UTF-8, when the key itself is: the row is refused, the key kept."""
+    text = line.decode("utf-8", "surrogateescape")
     try:
-        record = json.loads(line.decode("utf-8", "surrogateescape"))
+        record = json.loads(text)
         value = record.get(layout.key) if isinstance(record, dict) else None
+        key = _key(value, text, layout)
         json.dumps(value, ensure_ascii=False).encode("utf-8")  # the bad bytes are not in the key
+        if isinstance(key, str):
+            key.encode("utf-8")  # nor in its text
     except (ValueError, RecursionError, UnicodeError):
         return None
-    return typed_key(value, layout.key_type)
+    return key
+
+
+def _key(value: object, line: str, layout: Layout) -> object:
+    """The line's key as the layout's key type holds it: for `json`, its text as the line wrote it."""
+    text = key_text(value, line, layout.key) if layout.key_type == "json" else None
+    return typed_key(value, layout.key_type, text)
 
 
 def checked(values: Sequence[object], limits: Limits, encoding: Encoding = PLAIN) -> list[str | ServingError]:

@@ -18,7 +18,7 @@ class JobSettings:
     output: str  # a directory: predictions.parquet/, predictions.jsonl/ (on request) and summary.json
     mar: Path = Path("model_store/sentiment.mar")  # read by the driver: a local file
     input_format: str = "auto"  # auto: from the file name (.jsonl, .jsonl.gz, .json, .csv, .parquet)
-    key_column: str = "id"
+    key_column: str = "key"  # the online request's key field: one default for online, batch, edge and evaluation
     text_column: str = "text"
     jsonl: bool = False  # also write predictions.jsonl/
     batch_size: int = 256  # reviews per tokenizer call and forward pass

@@ -80,7 +80,7 @@ def measure(mar: Path, data: Path, rows: int, repeats: int, batch_size: int, top
     scorer, limits = mar_files.load(mar)  # one torch thread, as in a Spark task
     texts = read_texts(data, rows)
     batches = arrow_batches(texts, rows, ARROW_BATCH_ROWS)
-    layout = Layout("id", "json", text_fields=text_fields("text"))
+    layout = Layout("key", "json", text_fields=text_fields("text"))
 
     def chunks(start: int, n: int) -> list[list[str]]:
         every = [texts[i % len(texts)] for i in range(start, start + n)]

@@ -4,37 +4,52 @@
 
 Each input line is a JSON instance as the server takes them ({"key": ..., "text": ...}, or a string); each
 output line is its answer, in the same order: a prediction with `phase` (1: the device, 2: the server) and
-`provisional`, or the error object the server would give that line. Blank lines are skipped.
+`provisional`, or the error object the server would give that line (with the line's key when it was valid).
+Blank lines are skipped. The key field is `key`, as online and in the batch job; `--key-field id` reads another
+(the answer still calls it `key`). Lines without it are answered without a key, and counted and reported: a
+misnamed key field never passes silently as answers keyed null.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
 from edge.cascade import TIMEOUT_S, Server, TwoPhaseClient, read_token
 from edge.device import DeviceModel
-from handler.codec import dumps
+from handler.codec import dumps, loads
 from handler.errors import ServingError
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "dist" / "edge"
+KEY = "key"  # the key field of a line, as online and in the batch job (--key-field names another)
 LINES_PER_CALL = 256  # reviews scored (and deferred) together: one server request per block at most
 
 
 def parse_line(line: str) -> object | ServingError:
     try:
-        return json.loads(line)
+        return loads(line)  # a numeric key keeps its text, to come back as sent
     except (ValueError, RecursionError):
         return ServingError("invalid_json", "the line is not valid JSON")
 
 
-def predict_file(client: TwoPhaseClient, source, sink) -> dict[str, int]:
-    """Answer every non-blank line of `source` into `sink`, in blocks; returns counts by phase and outcome."""
-    counts = {"lines": 0, "phase1": 0, "phase2": 0, "provisional": 0, "errors": 0, "audited": 0}
+def keyed(obj: object, key_field: str) -> object:
+    """The line's instance with its key under `key`, as the server takes it (the line's own `key` field, if
+    it has one besides `key_field`, is not the key and is dropped)."""
+    if key_field == KEY or not isinstance(obj, dict):
+        return obj
+    instance = {name: value for name, value in obj.items() if name not in (key_field, KEY)}
+    if key_field in obj:
+        instance[KEY] = obj[key_field]
+    return instance
+
+
+def predict_file(client: TwoPhaseClient, source, sink, key_field: str = KEY) -> dict[str, int]:
+    """Answer every non-blank line of `source` into `sink`, in blocks; returns counts by phase and outcome, and
+    of lines without the key field (`without_key`)."""
+    counts = {"lines": 0, "phase1": 0, "phase2": 0, "provisional": 0, "errors": 0, "audited": 0, "without_key": 0}
 
     def flush(block: list[object | ServingError]) -> None:
         valid = [obj for obj in block if not isinstance(obj, ServingError)]
@@ -52,7 +67,9 @@ def predict_file(client: TwoPhaseClient, source, sink) -> dict[str, int]:
     block: list[object | ServingError] = []
     for line in source:
         if line.strip():
-            block.append(parse_line(line))
+            obj = parse_line(line)
+            counts["without_key"] += not isinstance(obj, dict) or obj.get(key_field) is None
+            block.append(keyed(obj, key_field))
         if len(block) == LINES_PER_CALL:
             flush(block)
             block = []
@@ -72,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", help="the phase-2 model on the server (default: the bundle's)")
     p.add_argument("--key-file", type=Path, default=Path("key_file.json"), help="TorchServe's key file (%(default)s)")
     p.add_argument("--audit-rate", type=float, help="share of confident answers also sent to phase 2 (bundle's)")
+    p.add_argument("--key-field", default=KEY, help="each line's key field (%(default)s, as online and in batch)")
     p.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds to wait for phase 2 (%(default)s)")
     p.add_argument("--bundle", type=Path, default=BUNDLE, help="the device bundle (%(default)s; make edge)")
     args = parser.parse_args(argv)
@@ -84,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         client = TwoPhaseClient(device, server, args.confidence, args.audit_rate)
         with open(args.input, encoding="utf-8") as source, open(args.output, "wb") as sink:
-            counts = predict_file(client, source, sink)
+            counts = predict_file(client, source, sink, args.key_field)
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -93,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{counts['provisional']} provisional, {counts['errors']} errors, {counts['audited']} audited",
         file=sys.stderr,
     )
+    if counts["without_key"]:
+        print(
+            f"warning: {counts['without_key']} of {counts['lines']} lines have no key field {args.key_field!r} (or it"
+            " is null): their answers carry no key (--key-field names another field)",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -29,8 +29,6 @@ from pathlib import Path
 
 from edge.device import DeviceModel, DeviceScore
 from handler.codec import Instance, Key, decode, dumps, prediction
-from handler.errors import ServingError
-from handler.settings import Limits
 
 logger = logging.getLogger(__name__)
 JSON = "application/json"
@@ -113,11 +111,12 @@ class TwoPhaseClient:
         return answers
 
     def _predict_chunk(self, raw: list) -> list[dict]:
+        # a refused instance's error object carries its key when the key was valid (handler.codec)
         items = decode({"instances": raw}, JSON, self.device.settings.limits).items
         valid = [i for i, item in enumerate(items) if isinstance(item, Instance)]
         scores = dict(zip(valid, self.device.score([items[i].text for i in valid]), strict=True))
         answers = [
-            self._phase1(items[i], scores[i]) if i in scores else _error(items[i], raw[i], self.device.settings.limits)
+            self._phase1(items[i], scores[i]) if i in scores else {**items[i].body(), "phase": 1, "provisional": False}
             for i in range(len(items))
         ]
         deferred = [i for i in valid if defers(scores[i].confidence, self.threshold)]
@@ -181,19 +180,3 @@ class TwoPhaseClient:
                 answer = None
             out.append(answer)
         return out
-
-
-def _error(err: ServingError, raw: object, limits: Limits) -> dict:
-    """The server's error object for an instance, with the instance's key when the codec accepts that key."""
-    key = raw.get("key") if isinstance(raw, dict) else None
-    return {**({"key": key} if _usable_key(key, limits) else {}), **err.body(), "phase": 1, "provisional": False}
-
-
-def _usable_key(key: object, limits: Limits) -> bool:
-    if key is None:
-        return False
-    try:
-        decode({"text": "-", "key": key}, JSON, limits)
-    except ServingError:
-        return False
-    return True

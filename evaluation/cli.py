@@ -20,7 +20,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--captures", type=Path, default=Path("captures"), help="capture directory (default: captures)")
     r.add_argument("--feedback", type=Path, default=Path("feedback"), help="label files (default: feedback)")
     r.add_argument("--batch-output", type=Path, action="append", default=[], help="a batch job's output directory")
-    r.add_argument("--batch-key", default="id", help="the key column of batch outputs (default: id)")
+    r.add_argument("--batch-key", default="key", help="the key column of batch outputs (default: key)")
     r.add_argument("--window", default="1d", help="window: 30s, 15m, 1h, 1d or seconds (default: 1d)")
     r.add_argument("--model-store", type=Path, default=Path("model_store"))
     r.add_argument("--model-name", help="evaluate only this model (default: every model in the captures and outputs)")

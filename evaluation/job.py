@@ -73,7 +73,7 @@ class Inputs:
     captures: Path | None  # the handler's capture directory
     feedback: Path | None  # label files
     batch_outputs: tuple[Path, ...] = ()  # batch job output directories (predictions.parquet inside)
-    batch_key: str = "id"  # the key column of batch outputs whose summary.json does not name it
+    batch_key: str = "key"  # the key column of batch outputs whose summary.json does not name it
     model_name: str | None = None  # only this model's predictions; None: every model's
 
 

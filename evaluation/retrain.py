@@ -46,7 +46,7 @@ class RetrainSettings:
     captures: Path = Path("captures")  # where the handler wrote predictions (with text: capture_text: true)
     feedback: Path = Path("feedback")
     batch_inputs: tuple[Path, ...] = ()  # JSONL files of batch inputs with key and text, joined by key too
-    batch_key: str = "id"
+    batch_key: str = "key"
     batch_text: str = "text"
     model_store: Path = Path("model_store")  # the candidate's archive goes here: the server registers from it
     serving_version: str | None = None  # None: the default version the server reports (or the newest archive)

@@ -16,7 +16,7 @@ class EvaluationSettings:
     captures: Path = Path("captures")  # the handler's capture directory (make serve writes ./captures)
     feedback: Path = Path("feedback")  # label files (JSONL, CSV, Parquet) and what `label` appends
     batch_outputs: tuple[Path, ...] = ()  # batch job outputs read as predictions too
-    batch_key: str = "id"  # their key column, where an output's summary.json does not name it
+    batch_key: str = "key"  # their key column, where an output's summary.json does not name it
     window_s: int = 86400  # tumbling windows, aligned to the epoch (UTC midnight for 1d)
     model_store: Path = Path("model_store")  # where each version's archive (baseline, calibration) is found
     model_name: str | None = None  # None: every model found in the captures and batch outputs

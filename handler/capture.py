@@ -18,7 +18,6 @@ files and directories are then created readable by the owner only. Hour partitio
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import queue
@@ -31,7 +30,7 @@ from json.encoder import encode_basestring_ascii as _string  # json.dumps' own e
 from pathlib import Path
 from typing import NamedTuple
 
-from handler.codec import Audit, Instance, sigmoid
+from handler.codec import Audit, Instance, encode, key_json, sigmoid
 from handler.errors import ServingError
 from handler.settings import CaptureSettings
 
@@ -64,13 +63,13 @@ def items(requests: list, scores: list, request_ids: list, settings: CaptureSett
     out: list[Item] = []
     for request, scored, request_id in zip(requests, scores, request_ids, strict=True):
         if isinstance(request, ServingError):  # the request as a whole was refused: one record for it
-            out.append(Item(f"{request_id}:0", None, None, None, None, None, request.code, None))
+            out.append(Item(f"{request_id}:0", request.key, None, None, None, None, request.code, None))
             continue
         it = iter(scored) if not isinstance(scored, ServingError) else None
         for idx, item in enumerate(request.items):
             pid = f"{request_id}:{idx}"
-            if isinstance(item, ServingError):
-                out.append(Item(pid, None, None, None, None, None, item.code, None))
+            if isinstance(item, ServingError):  # with its key when that key was valid (handler.codec)
+                out.append(Item(pid, item.key, None, None, None, None, item.code, None))
             elif it is None:  # scoring failed for this request: every instance got the internal error
                 out.append(Item(pid, item.key, len(item.text), None, None, None, scored.code, None, item.audit))
             else:
@@ -139,11 +138,11 @@ def line(item: Item, model: Model, stamp: str, max_tokens: int) -> str:
     for every instance it answers; the others take the general path."""
     logit, tokens = item.logit, item.tokens
     if logit is None or item.audit is not None or item.text is not None or item.chars is None:
-        return json.dumps(record(item, model.name, model.version, stamp, max_tokens))
+        return encode(record(item, model.name, model.version, stamp, max_tokens))  # a numeric key as it was sent
     key = item.key
     return (
         f'{{"prediction_id": {_string(item.prediction_id)}, "key": '
-        f"{_string(key) if isinstance(key, str) else json.dumps(key)}, {model.fields}, "
+        f"{_string(key) if isinstance(key, str) else key_json(key)}, {model.fields}, "
         f'"time": "{stamp}", "positive_review_probability": {sigmoid(logit)!r}, "positive_review_logits": '
         f'{logit!r}, "label": "{"positive" if logit >= 0.0 else "negative"}", "chars": {item.chars}, '
         f'"tokens": {tokens}, "truncated": {"true" if tokens >= max_tokens else "false"}, '
@@ -189,7 +188,10 @@ class CaptureWriter:
         self.lost = 0  # records not written: a write failed (full disk, read-only or deleted directory, ...)
         self.dropped = 0  # records not queued: the writer fell `queue_batches` behind
         self.written = 0
+        # the counters are added to from the serving thread and the writer's: `+=` is no atomic step
+        self._counts = threading.Lock()
         self._reported = (0, 0)
+        self._stopping = threading.Event()  # close() could not queue its end mark: the writer stops after a write
         self._queue: queue.Queue = queue.Queue(settings.queue_batches)
         self._fd: int | None = None
         self._path: Path | None = None
@@ -214,14 +216,21 @@ class CaptureWriter:
         try:
             self._queue.put_nowait((when, lines))
         except queue.Full:
-            self.dropped += len(batch)
+            self.count(dropped=len(batch))
             self.log_failure(f"the writer is {self.settings.queue_batches} batches behind; batch dropped")
+
+    def count(self, lost: int = 0, dropped: int = 0, written: int = 0) -> None:
+        with self._counts:
+            self.lost += lost
+            self.dropped += dropped
+            self.written += written
 
     def unreported(self) -> tuple[int, int]:
         """(lost, dropped) since the last call: what the handler adds to its counters on the metrics port."""
-        now = (self.lost, self.dropped)
-        delta = (now[0] - self._reported[0], now[1] - self._reported[1])
-        self._reported = now
+        with self._counts:
+            now = (self.lost, self.dropped)
+            delta = (now[0] - self._reported[0], now[1] - self._reported[1])
+            self._reported = now
         return delta
 
     def flush(self, timeout: float = 10.0) -> bool:
@@ -231,40 +240,50 @@ class CaptureWriter:
             time.sleep(0.01)
         return not self._queue.unfinished_tasks
 
-    def close(self) -> None:
-        self.flush()
-        self._queue.put(None)
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued (for up to `timeout` s), then stop the writer. Never waits on the queue itself: with
+        the writer stuck on a hung filesystem and the queue full, the end mark could never be put."""
+        self.flush(timeout)
+        try:
+            self._queue.put_nowait(None)
+        except queue.Full:
+            self._stopping.set()
         self._thread.join(timeout=5)
 
     # -- the writer thread --------------------------------------------------------------------------------------
     def _run(self) -> None:
-        while True:
+        stopping = False
+        while not stopping:
             first = self._queue.get()
+            stopping = first is None or self._stopping.is_set()
+            batches = [] if first is None else [first]
             if first is None:
-                self._close_file()
-                return
-            time.sleep(WRITE_EVERY_S)
-            batches = [first]
+                self._queue.task_done()
+            else:
+                time.sleep(WRITE_EVERY_S)
             while len(batches) < DRAIN_MAX:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is None:
-                    self._queue.put(None)  # seen again after this write
+                if nxt is None:  # the end mark: what came before it is written, then the writer stops
                     self._queue.task_done()
+                    stopping = True
                     break
                 batches.append(nxt)
             try:
-                self._write(batches)
+                if batches:
+                    self._write(batches)
             except Exception as err:  # noqa: BLE001 - capture never breaks serving: counted, logged, retried next time
-                self.lost += sum(len(b) for _, b in batches)
+                self.count(lost=sum(len(b) for _, b in batches))
                 self._torn = True
                 self._close_file()
                 self.log_failure(_describe(err))
             finally:
                 for _ in batches:
                     self._queue.task_done()
+            stopping = stopping or self._stopping.is_set()
+        self._close_file()
 
     def _write(self, batches: list[tuple[float, list[str]]]) -> None:
         by_path: dict[Path, list[str]] = {}
@@ -280,7 +299,7 @@ class CaptureWriter:
             while view:
                 view = view[os.write(fd, view) :]
             self._torn = False
-            self.written += len(lines)
+            self.count(written=len(lines))
         self._expire()
 
     def _open(self, path: Path) -> int:

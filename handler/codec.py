@@ -15,8 +15,10 @@ Decisions for input that is not what a client should send (docs/api.md has the w
   - An optional "audit" object is the device's own answer to an instance it also sends to phase 2 (edge.cascade):
     {"phase1_probability": p in [0, 1], "phase1_version": "..."}; checked (400 invalid_audit), never a model
     input, and captured beside the server's answer so that continued evaluation can judge the device model.
-  - Keys are strings or finite numbers (not booleans), echoed unchanged; several instances may carry the same
-    key: they are answered in order, so the position identifies them.
+  - Keys are strings or finite numbers (not booleans), echoed unchanged: a number as the text it was sent as
+    (`1.10` stays `1.10`, `1E+2` stays `1E+2`, `-0` stays `-0`; a float would give 1.1, 100.0 and 0).
+    Several instances may carry the same key: they are answered in order, so the position identifies them.
+    A refused instance whose key is valid gets that key beside its error, as a prediction does.
   - Control characters and NUL bytes are normalised away by the tokenizer; a review with nothing printable is
     400. Any script and emoji are valid text. Lone UTF-16 surrogates (possible through JSON "\\ud800"
     escapes) cannot be encoded and are refused with 400.
@@ -30,11 +32,63 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from handler.errors import ServingError
 from handler.settings import Limits
+
+
+class Number(float):
+    """A JSON number, with the text it was sent as (only integers other than `-0` are parsed as int: their text is
+    their repr): compared and checked as the float it is, written back as its text (`encode`), so that a key
+    comes back as the client wrote it."""
+
+    __slots__ = ("text",)
+
+    def __new__(cls, text: str) -> Number:
+        number = super().__new__(cls, text)
+        number.text = text
+        return number
+
+
+def _integer(text: str) -> int | Number:
+    return Number(text) if text == "-0" else int(text)
+
+
+def loads(text: str | bytes) -> object:
+    """json.loads, numbers that are not plain integers kept with their text (Number)."""
+    return json.loads(text, parse_float=Number, parse_int=_integer)
+
+
+def key_json(key: object) -> str:
+    """A key's JSON text: a number as it was sent."""
+    return key.text if isinstance(key, Number) else json.dumps(key, ensure_ascii=False)
+
+
+KEYED_LISTS = ("predictions", "instances")  # the lists whose items carry keys, in answers and in requests
+
+
+def encode(body: dict, **options) -> str:
+    """json.dumps(body, **options), with every key that is a Number (the body's own "key", and each "key" of the
+    items of its "predictions" or "instances") written as the text it was sent as. Such keys are swapped for
+    marks no text can hold (a NUL and a random nonce), which are then replaced in the JSON text."""
+    holders = [body, *(i for name in KEYED_LISTS for i in (body.get(name) or ()) if isinstance(i, dict))]
+    numbered = [h for h in holders if isinstance(h.get("key"), Number)]
+    if not numbered:
+        return json.dumps(body, **options)
+    nonce = os.urandom(8).hex()
+    swapped = {id(h): {**h, "key": f"\0{nonce}{n}"} for n, h in enumerate(numbered)}
+    copy = {
+        name: [swapped.get(id(i), i) for i in value] if name in KEYED_LISTS and isinstance(value, list) else value
+        for name, value in swapped.get(id(body), body).items()
+    }
+    text = json.dumps(copy, **options)
+    for n, holder in enumerate(numbered):
+        text = text.replace(json.dumps(f"\0{nonce}{n}", **options), holder["key"].text, 1)
+    return text
+
 
 Key = str | int | float | None
 TEXT_FIELDS = ("text", "reviews")  # "reviews" is the book's field name
@@ -197,7 +251,7 @@ def decode_utf8(body: bytes) -> str:
 def parse_json(text: str) -> object:
     """The JSON value of a body (or of a batch JSONL line), or invalid_json."""
     try:
-        return json.loads(text)
+        return loads(text)
     except (ValueError, RecursionError):  # JSONDecodeError, or an integer beyond Python's 4300 digits
         raise ServingError("invalid_json", "the request body is not valid JSON") from None
 
@@ -214,12 +268,19 @@ def check_object(payload: object) -> dict:
 
 
 def _instance(obj: object, limits: Limits) -> Instance:
-    """One review from a JSON value: a string, or an object with "text"/"reviews" and an optional "key"."""
+    """One review from a JSON value: a string, or an object with "text"/"reviews" and an optional "key".
+
+    A refusal carries the object's key when the key itself passed its check (the key is checked first)."""
     if isinstance(obj, str):
         return Instance(check_text(obj, limits))
     if not isinstance(obj, dict):
         raise ServingError("invalid_instance", f"an instance must be an object or a string, got {_json_type(obj)}")
-    return check_record(obj, limits)
+    try:
+        return check_record(obj, limits)
+    except ServingError as err:
+        if err.code != "invalid_key":
+            err.key = obj.get("key")
+        raise
 
 
 def _json_type(obj: object) -> str:
@@ -320,4 +381,4 @@ def error_response(err: ServingError) -> tuple[int, dict]:
 
 def dumps(body: dict) -> bytes:
     """Compact UTF-8 JSON; returning bytes also stops TorchServe from pretty-printing the answer."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    return encode(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")

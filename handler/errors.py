@@ -54,9 +54,13 @@ class ServingError(Exception):
         self.code = code
         self.status = ERRORS[code].status
         self.message = message
+        # the refused instance's own key, when that key was valid: its answer carries it, so that a client matches
+        # the refusal by key as it matches a prediction (Keyed Predictions), never by position
+        self.key: object = None
 
     def body(self) -> dict:
-        return {"error": {"code": self.code, "message": self.message}}
+        error = {"error": {"code": self.code, "message": self.message}}
+        return error if self.key is None else {"key": self.key, **error}
 
 
 def internal_error(request_id: str | None = None) -> ServingError:

@@ -121,7 +121,7 @@ class SentimentHandler:
                 self._signals(batch, metrics)
         except Exception as err:  # noqa: BLE001 - a capture bug costs the records, never the answers
             if self.capture is not None:
-                self.capture.lost += len(requests)
+                self.capture.count(lost=len(requests))
                 self.capture.log_failure(where(err))
             else:
                 logger.warning("live signals failed: %s", where(err))

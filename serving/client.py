@@ -47,6 +47,10 @@ class Removal:
     remaining: tuple[str, ...]  # the versions still registered
 
 
+HISTORY = "default_history.json"  # beside key_file.json: the versions each model's default was, oldest first
+HISTORY_KEPT = 20  # rollbacks in a row that can each return one step further
+
+
 class VersionError(RuntimeError):
     """A version change refused before asking TorchServe (nothing to roll back to, removing the default)."""
 
@@ -62,10 +66,15 @@ class ServingClient:
         retry_backoff: float = 0.05,
         deadline: float = 1.0,
         deadline_per_mb: float = 2.0,
+        history_file: Path | None = None,
     ) -> None:
+        """`history_file`: where the defaults a model had are recorded for `rollback` (default: HISTORY beside the
+        key file; with neither, rollback has nothing to return to)."""
         self.inference_url = inference_url.rstrip("/")
         self.management_url = management_url.rstrip("/")
         self.key_file = Path(key_file) if key_file else None
+        default_history = self.key_file.with_name(HISTORY) if self.key_file else None
+        self.history_file = Path(history_file) if history_file else default_history
         self.timeout = timeout
         self.session = requests.Session()
         self._keys: dict | None = None
@@ -239,7 +248,29 @@ class ServingClient:
         return _json_or_raise(self._manage("GET", path))
 
     def set_default(self, model: str, version: str) -> dict:
-        return _json_or_raise(self._manage("PUT", f"/models/{model}/{version}/set-default"))
+        """Make `version` the default, and record the one it replaces for `rollback` (TorchServe keeps no
+        history of its defaults)."""
+        previous = self.default_version(model)
+        answer = _json_or_raise(self._manage("PUT", f"/models/{model}/{version}/set-default"))
+        if previous is not None and previous != version:
+            history = self.history()
+            history[model] = [*history.get(model, []), previous][-HISTORY_KEPT:]
+            self._keep_history(history)
+        return answer
+
+    def history(self) -> dict[str, list[str]]:
+        """model -> the versions that were its default before the current one, oldest first."""
+        try:
+            return json.loads(self.history_file.read_text())
+        except (AttributeError, OSError, ValueError):  # no file yet (or none configured): no history
+            return {}
+
+    def _keep_history(self, history: dict[str, list[str]]) -> None:
+        if self.history_file is None:
+            return
+        partial = self.history_file.with_suffix(".tmp")
+        partial.write_text(json.dumps(history, indent=2) + "\n")
+        partial.replace(self.history_file)
 
     def unregister(self, model: str, version: str | None = None) -> dict:
         path = f"/models/{model}" + (f"/{version}" if version else "")
@@ -322,14 +353,28 @@ class ServingClient:
         return Promotion(model, version, self.worker_count(model, version), previous)
 
     def rollback(self, model: str = "sentiment") -> Removal:
-        """Make the highest other registered version the default again, then unregister the one that was."""
+        """Make the previous default the default again (the last one recorded that is still registered), then
+        unregister the one that was. Not the highest other version: after `set-default 3.0` from 1.0 with 2.0
+        registered too, the previous default is 1.0."""
         current = self.default_version(model)
         if current is None:
             raise VersionError(f"{model} is not registered")
-        others = [v for v in self.versions(model) if v != current]
+        registered = self.versions(model)
+        others = [v for v in registered if v != current]
         if not others:
             raise VersionError(f"{model} has only version {current} registered: there is no version to roll back to")
-        self.set_default(model, others[-1])
+        history = self.history()
+        earlier = history.get(model, [])
+        back = [i for i, v in enumerate(earlier) if v in others]
+        if not back:
+            raise VersionError(
+                f"{model}: no record of the default before {current} (kept in {self.history_file}): "
+                f"`set-default {model} <version>` names the one to return to, then `unregister {model} {current}`"
+            )
+        previous = earlier[back[-1]]
+        _json_or_raise(self._manage("PUT", f"/models/{model}/{previous}/set-default"))  # recorded as no new step
+        history[model] = earlier[: back[-1]]  # a second rollback goes one step further back
+        self._keep_history(history)
         return self.unregister_version(model, current)
 
     def unregister_version(self, model: str, version: str | None = None) -> Removal:

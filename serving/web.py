@@ -1,15 +1,25 @@
-"""Serve the phase-1 page on loopback: `python -m serving.web [--port 8095] [--server URL] [--key-file FILE]`
-(`make web`).
+"""Serve the phase-1 page on loopback: `python -m serving.web [run|start|stop] [--port 8095] [--server URL]
+[--key-file FILE]`. `run` (the default) serves in the foreground until Ctrl-C; `start` (`make web`) serves in the
+background, records the server's pid in tmp/web.pid and returns once the page answers; `stop` (`make web-stop`)
+ends the recorded process and waits until it is gone.
 
 Static files only, from three places, each under its own prefix and nothing else of the tree:
   /                  edge/web/ (index.html, app.js, style.css)
   /vendor/...        the few files the page loads from edge/web/node_modules (npm ci from the committed lock file)
   /bundle/...        the device bundle, dist/edge/ (model.onnx, tokenizer.json, settings.json: `make edge`)
-and POST /predictions/<model>, passed on to TorchServe's inference API with the current inference token read from
-TorchServe's key_file.json at that moment: the credential never reaches the browser nor any file. This is the
-proxy a real deployment puts in front of TorchServe (the fleet's nginx adds the token the same way), and it is
-why the page calls its own origin: TorchServe 0.12 checks the token on CORS preflight requests too (a browser
-never sends credentials on one), so with token authorization on it refuses every cross-origin call from a page.
+and POST /predictions/<the bundle's phase-2 model>, passed on to TorchServe's inference API with the current
+inference token read from TorchServe's key_file.json at that moment: the credential never reaches the browser
+nor any file. It is why the page calls its own origin: TorchServe 0.12 checks the token on CORS preflight
+requests too (a browser never sends credentials on one), so with token authorization on it refuses every
+cross-origin call from a page.
+
+Because this server adds a credential, it answers only the page itself (`allowed`): a POST whose Origin is not
+the page's own origin (http://127.0.0.1:<port> or http://localhost:<port>), or whose Sec-Fetch-Site is not
+`same-origin`, or that carries no Origin at all, gets 403 and never reaches TorchServe. Otherwise any site the
+user has open could score reviews on the user's TorchServe with a `no-cors` fetch or a form (a text/plain POST
+is a "simple" request, sent without a preflight) and write them into the captures the evaluation trusts. A
+Host that is not a loopback name is refused too, so a DNS-rebound name cannot pass as the page's origin. Only
+application/json is passed on, a type no cross-site request can carry without a preflight.
 
 Compressible files are sent gzipped when the browser accepts it (20.5 MB of files, 6.3 MB gzipped), each
 compressed once per version of the file and kept in memory, never per request. Every file carries an ETag and
@@ -27,9 +37,12 @@ import gzip
 import json
 import logging
 import mimetypes
-import re
+import os
+import signal
+import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -42,6 +55,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "edge" / "web"
 BUNDLE = ROOT / "dist" / "edge"
 PORT = 8095  # loopback, clear of TorchServe's 8080-8082
+PID_FILE = ROOT / "tmp" / "web.pid"  # the background server's (`start`), read by `stop`
+LOG_FILE = ROOT / "logs" / "web.log"
+START_TIMEOUT_S = 30.0  # compressing the page's files takes about a second on one core
 NODE = PAGE / "node_modules"
 # Exactly what the page loads: onnxruntime-web's WebAssembly-only build (no WebGPU/WebNN code) and the Rust
 # tokenizers library compiled to WebAssembly (its .wasm is inlined in index.js).
@@ -53,7 +69,7 @@ VENDOR = {
 }
 BUNDLE_FILES = ("model.onnx", "tokenizer.json", "settings.json")
 PAGE_FILES = ("index.html", "app.js", "style.css")
-PREDICTION = re.compile(r"^/predictions/[A-Za-z0-9_.-]+$")  # a model's prediction route; nothing else is passed on
+LOOPBACK_NAMES = ("127.0.0.1", "localhost")  # how a browser on this machine names the page's server
 MAX_BODY = 6_553_500  # config.properties' max_request_size
 TIMEOUT_S = 5.0  # the page stops waiting at 5 s as well
 TYPES = {
@@ -66,6 +82,8 @@ TYPES = {
 # weights) only to 0.91. Level 6: level 9 saves 0.3 % more for 1.8x the time.
 COMPRESSIBLE = frozenset((".wasm", ".mjs", ".js", ".onnx", ".json", ".html", ".css"))
 GZIP_LEVEL = 6
+FORBIDDEN = b'{"error":{"code":"forbidden","message":"only the page itself may ask for predictions here"}}'
+UNSUPPORTED = b'{"error":{"code":"unsupported_media_type","message":"send Content-Type application/json"}}'
 
 
 @dataclass(frozen=True)
@@ -171,9 +189,24 @@ def read_token(key_file: Path) -> str | None:
         return None
 
 
+def phase2_model(bundle: Path) -> str:
+    """The one model the page may ask: the bundle's phase-2 model (settings.json, as the page reads it)."""
+    return json.loads((Path(bundle) / "settings.json").read_text())["phase2_model"]
+
+
+def allowed(origin: str | None, fetch_site: str | None, host: str | None, port: int) -> bool:
+    """Whether a POST comes from the page itself: Origin is the page's own origin (browsers send it on every
+    POST, `no-cors` and forms included), the Host a loopback name of this server, and Sec-Fetch-Site, which
+    browsers add and no page can forge, says `same-origin` where it is sent."""
+    if host not in {f"{name}:{port}" for name in LOOPBACK_NAMES} or origin != f"http://{host}":
+        return False
+    return fetch_site in (None, "same-origin")
+
+
 class PageHandler(BaseHTTPRequestHandler):
     server_url: str = ""
     key_file: Path = Path("key_file.json")
+    model: str = ""  # the only model passed on: the bundle's phase-2 model
 
     def do_GET(self) -> None:  # noqa: N802 - the http.server name
         self._static(head=False)
@@ -206,14 +239,20 @@ class PageHandler(BaseHTTPRequestHandler):
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:  # refused below like any other length out of bounds, not a dropped connection
             length = -1
-        if not PREDICTION.match(self.path) or not 0 <= length <= MAX_BODY:
+        if self.path != f"/predictions/{self.model}" or not 0 <= length <= MAX_BODY:
             return self._send(b"not found\n", "text/plain", status=HTTPStatus.NOT_FOUND)
+        origin, fetch_site = self.headers.get("Origin"), self.headers.get("Sec-Fetch-Site")
+        if not allowed(origin, fetch_site, self.headers.get("Host"), self.server.server_address[1]):
+            logger.warning("refused a POST from origin %s (Sec-Fetch-Site %s): not the page's", origin, fetch_site)
+            return self._send(FORBIDDEN, "application/json", HTTPStatus.FORBIDDEN, cache=False)
+        if self.headers.get("Content-Type", "").split(";")[0].strip().lower() != "application/json":
+            return self._send(UNSUPPORTED, "application/json", HTTPStatus.UNSUPPORTED_MEDIA_TYPE, cache=False)
         token = read_token(self.key_file)
         request = urllib.request.Request(
             self.server_url.rstrip("/") + self.path,
             data=self.rfile.read(length),
             headers={
-                "Content-Type": self.headers.get("Content-Type", "application/json"),
+                "Content-Type": self.headers["Content-Type"],
                 **({"Authorization": f"Bearer {token}"} if token else {}),
             },
             method="POST",
@@ -256,7 +295,8 @@ class PageHandler(BaseHTTPRequestHandler):
 
 def make_server(port: int, server_url: str, key_file: Path) -> ThreadingHTTPServer:
     """The page's server on 127.0.0.1:`port` (0: any free port), its files compressed before it accepts a call."""
-    handler = type("Handler", (PageHandler,), {"server_url": server_url, "key_file": Path(key_file)})
+    fields = {"server_url": server_url, "key_file": Path(key_file), "model": phase2_model(BUNDLE)}
+    handler = type("Handler", (PageHandler,), fields)
     precompress()
     return ThreadingHTTPServer(("127.0.0.1", port), handler)
 
@@ -265,18 +305,102 @@ def missing() -> list[Path]:
     return [p for p in [*VENDOR.values(), *(BUNDLE / n for n in BUNDLE_FILES)] if not p.is_file()]
 
 
+def recorded_pid() -> int | None:
+    """The background server's pid, when the recorded process is still that server (a pid is reused)."""
+    try:
+        pid = int(PID_FILE.read_text().strip())
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    return pid if b"serving.web" in command and running(pid) else None
+
+
+def start(argv: list[str], port: int) -> int:
+    """Serve in the background (`run` with the same options) and return once the page answers."""
+    if (pid := recorded_pid()) is not None:
+        print(f"the page's server already runs (pid {pid}): `make web-stop` first", file=sys.stderr)
+        return 1
+    for path in (PID_FILE, LOG_FILE):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with LOG_FILE.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "serving.web", "run", *argv],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # outlives `make web` and its terminal
+        )
+    PID_FILE.write_text(f"{process.pid}\n")
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            PID_FILE.unlink(missing_ok=True)
+            print(f"the page's server exited ({process.returncode}); see {LOG_FILE}", file=sys.stderr)
+            return 1
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own loopback server
+                if response.status == HTTPStatus.OK:
+                    print(f"the page: {url} (pid {process.pid}, log {LOG_FILE}); `make web-stop` stops it")
+                    return 0
+        except OSError:
+            pass
+        time.sleep(0.1)
+    process.terminate()
+    PID_FILE.unlink(missing_ok=True)
+    print(f"the page's server did not answer within {START_TIMEOUT_S:.0f} s; see {LOG_FILE}", file=sys.stderr)
+    return 1
+
+
+def running(pid: int) -> bool:
+    """Whether the process runs: exited but not yet reaped (a zombie) counts as gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def stop(timeout: float = 10.0) -> int:
+    """End the background server by its recorded pid and wait until it is gone."""
+    pid = recorded_pid()
+    if pid is None:
+        PID_FILE.unlink(missing_ok=True)
+        print("no page server recorded as running")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if running(pid):
+        os.kill(pid, signal.SIGKILL)
+    PID_FILE.unlink(missing_ok=True)
+    print(f"the page's server (pid {pid}) stopped")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m serving.web", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", nargs="?", default="run", choices=["run", "start", "stop"])
     parser.add_argument("--port", type=int, default=PORT, help="loopback port (%(default)s)")
     parser.add_argument("--server", default="http://127.0.0.1:8080", help="TorchServe's inference URL (%(default)s)")
     parser.add_argument("--key-file", type=Path, default=ROOT / "key_file.json", help="TorchServe's key file")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "stop":
+        return stop()
     if absent := missing():
         print(f"missing: {', '.join(map(str, absent))}: run `make web`", file=sys.stderr)
         return 1
+    if args.command == "start":
+        return start([a for a in argv if a != "start"], args.port)
     httpd = make_server(args.port, args.server, args.key_file)
-    print(f"the page: http://127.0.0.1:{httpd.server_address[1]}/ (phase 2: {args.server}); Ctrl-C stops it")
+    print(
+        f"the page: http://127.0.0.1:{httpd.server_address[1]}/ (phase 2: {args.server}); Ctrl-C stops it", flush=True
+    )
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `stop`: leave through the finally below
     try:
         httpd.serve_forever()
     except KeyboardInterrupt:

@@ -72,6 +72,8 @@ CASES: list[Case] = [
     Case("key is NaN", b'{"text": "great film", "key": NaN}', JSON, 400, "invalid_key"),
     Case("key too long", _json({"text": GOOD, "key": "k" * (LIMITS.max_key_chars + 1)}), JSON, 400, "invalid_key"),
     Case("audit is not an object", _json({"text": GOOD, "audit": 0.9}), JSON, 400, "invalid_audit"),
+    Case("keyed and empty: the error carries the key", _json({"text": " ", "key": "r-1"}), JSON, 400, "empty_text"),
+    Case("keyed and too long", _json({"text": "a" * (LIMITS.max_chars + 1), "key": 7}), JSON, 413, "text_too_long"),
     Case("audit probability above 1", _json({"text": GOOD, "audit": audit(1.5)}), JSON, 400, "invalid_audit"),
     Case(
         "audit probability NaN",
@@ -144,6 +146,25 @@ CASES: list[Case] = [
         (None, "invalid_instance", "invalid_instance", "invalid_instance", "empty_text", "missing_text", "invalid_key"),
     ),
     Case(
+        "refused instances carry their valid keys",
+        _json(
+            {
+                "instances": [
+                    {"text": 1, "key": "a"},
+                    {"key": 2.5},
+                    {"text": "", "key": [1]},
+                    {"text": GOOD, "key": "b"},
+                    {"text": "\t", "key": "c", "audit": audit(2)},
+                    {"text": "", "key": None},
+                ]
+            }
+        ),
+        JSON,
+        200,
+        None,
+        ("invalid_text", "missing_text", "invalid_key", None, "empty_text", "empty_text"),
+    ),  # fmt: skip
+    Case(
         "every instance bad",
         _json({"instances": [{"text": 1}, True]}),
         JSON,
@@ -178,20 +199,40 @@ CASES: list[Case] = [
 ]
 
 
+def sent(case: Case) -> object:
+    """The request's JSON value, or None when it is not JSON."""
+    try:
+        return json.loads(case.body) if case.content_type == JSON else None
+    except (ValueError, RecursionError):
+        return None
+
+
+def error_fields(instance: object, code: str) -> set[str]:
+    """An error object's fields: its instance's key beside the error, when that key was valid (any code but
+    invalid_key), as a prediction carries it."""
+    keyed = isinstance(instance, dict) and instance.get("key") is not None and code != "invalid_key"
+    return {"key", "error"} if keyed else {"error"}
+
+
 def check(case: Case, status: int, body: dict | None) -> None:
     """Assert that an answer is the one the catalogue promises for `case`."""
     assert status == case.status, (case.name, status, body)
     if case.server_only:
         return
     assert body is not None, case.name
+    request = sent(case)
     if case.code is not None:
-        assert set(body) == {"error"} and body["error"]["code"] == case.code, (case.name, body)
+        assert set(body) == error_fields(request, case.code) and body["error"]["code"] == case.code, (case.name, body)
+        assert body.get("key") == (request.get("key") if "key" in body else None), case.name
         assert body["error"]["message"], case.name
     elif case.slots:
         answers = body["predictions"]
         assert [a["error"]["code"] if "error" in a else None for a in answers] == list(case.slots), case.name
-        for answer in answers:
+        for instance, answer in zip(request["instances"], answers, strict=True):
             assert "error" in answer or answer["label"] in ("positive", "negative")
+            if "error" in answer:
+                assert set(answer) == error_fields(instance, answer["error"]["code"]), (case.name, answer)
+                assert answer.get("key") == (instance.get("key") if "key" in answer else None), case.name
     else:
         assert body["label"] in ("positive", "negative"), (case.name, body)
         assert 0.0 <= body["positive_review_probability"] <= 1.0

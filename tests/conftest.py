@@ -17,6 +17,8 @@ MAKE_ENV = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKEL
 MAR = ROOT / "model_store" / "sentiment.mar"
 BIGRAM_MAR = ROOT / "model_store" / "sentiment-bigram.mar"  # the phase-2 model (make archive-bigram)
 EDGE_BUNDLE = ROOT / "dist" / "edge"  # the device bundle (make edge)
+# Where CI runs the suite (GitHub Actions, GitLab and most others set CI=true): a missing tool fails the run there
+CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 # tests/<tier>/: no server; a real TorchServe; a real Spark (batch, then the evaluation job)
 TIERS = ("unit", "integration", "batch", "evaluation")
 
@@ -49,6 +51,17 @@ BOOK_REVIEWS = {
     "neutral": "The film is based on a prize-winning novel.",
     "negative": "The film was very boring. I walked out half-way.",
 }
+
+
+def requires(missing: str | None) -> list[pytest.MarkDecorator]:
+    """A module's `pytestmark` for the tool it needs (`missing`: why it cannot run, None when it can). On a
+    developer's machine the module is skipped; under CI=true it fails at collection, so that a run without
+    Chromium or nginx is red, never green with the browser or the fleet untested."""
+    if missing is None:
+        return []
+    if CI:
+        pytest.fail(f"{missing} (CI=true: a missing tool fails the run)", pytrace=False)
+    return [pytest.mark.skip(reason=missing)]
 
 
 @pytest.fixture(scope="session", autouse=True)

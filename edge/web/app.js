@@ -118,7 +118,11 @@ function show(state) {
   answer.className = state.error ? "error" : state.label || "";
   $("status").textContent = state.status;
   answer.querySelector("dl").hidden = !state.label;
-  if (!state.label) return;
+  if (!state.label) {
+    // no answer of this review: the previous one's figures go too, not only out of sight
+    for (const id of ["label", "probability", "confidence", "source"]) $(id).textContent = "";
+    return;
+  }
   $("label").textContent = state.label;
   $("probability").textContent = state.probability.toFixed(3);
   $("confidence").textContent = `${(100 * state.confidence).toFixed(1)} %${state.unsure ? " (unsure)" : ""}`;

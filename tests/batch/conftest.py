@@ -31,7 +31,7 @@ def write_jsonl(path: Path, rows: list) -> Path:
     return path
 
 
-def read_output(spark, output: Path | str, key: str = "id", json_keys: bool = False) -> dict:
+def read_output(spark, output: Path | str, key: str = "key", json_keys: bool = False) -> dict:
     """key -> list of output rows (as dicts) from predictions.parquet; json_keys: a JSONL key column's JSON text
     read back into the value (the rows keep the text)."""
     out: dict = {}

@@ -38,7 +38,7 @@ def _csv(path):
     ("make_input", "option", "said"),
     [
         (
-            lambda tmp: write_jsonl(tmp / "in.jsonl", [{"id": 1, "review": "A fine film."}]),
+            lambda tmp: write_jsonl(tmp / "in.jsonl", [{"key": 1, "review": "A fine film."}]),
             ["--text-column", "body"],
             "has the text field 'body' (--text-column)",
         ),
@@ -68,7 +68,7 @@ def test_relative_and_absolute_paths_and_file_uris_and_nothing_left_in_the_tempo
     archive unpacked once and the code zip, named by their content; the second, nothing new."""
     temp = tmp_path / "temp"
     temp.mkdir()
-    rows = [{"id": i, "text": t} for i, t in enumerate([*BOOK_REVIEWS.values(), "", None] * 4)]
+    rows = [{"key": i, "text": t} for i, t in enumerate([*BOOK_REVIEWS.values(), "", None] * 4)]
     write_jsonl(tmp_path / "in.jsonl", rows)
     env = {**os.environ, "TMPDIR": str(temp), "PYTHONPATH": str(ROOT)}
     common = ["--mar", str(mar_path), "--master", "local[2]", "--conf", f"spark.local.dir={temp}"]
@@ -90,7 +90,7 @@ def test_relative_and_absolute_paths_and_file_uris_and_nothing_left_in_the_tempo
 
     def rows_of(name: str) -> list[dict]:
         table = pq.read_table(tmp_path / "out" / name / "predictions.parquet")
-        return sorted(table.to_pylist(), key=lambda row: row["id"])
+        return sorted(table.to_pylist(), key=lambda row: row["key"])
 
     assert rows_of("relative") == rows_of("absolute") and len(rows_of("relative")) == len(rows)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["absolute", "relative"]

@@ -91,8 +91,8 @@ def _rows(spark, output) -> list[dict]:
 def test_the_cluster_writes_the_same_output_as_local_mode_row_for_row(cluster, spark, mar_path, tmp_path):
     texts = [*BOOK_REVIEWS.values(), *load_reviews(60), "", None, 42, "x" * (LIMITS.max_chars + 1)]
     keys = [*range(len(texts) - 4), "k-1", 2.5, [3], None]  # keys of other types, a refused one, none
-    rows = [{"id": k, "text": t} for k, t in zip(keys, texts, strict=True)]
-    rows.append('{"id": "cut", "text": "a line that was cut')
+    rows = [{"key": k, "text": t} for k, t in zip(keys, texts, strict=True)]
+    rows.append('{"key": "cut", "text": "a line that was cut')
     data = write_jsonl(tmp_path / "reviews.jsonl", rows)
     done = subprocess.run(
         _cli(
@@ -115,11 +115,11 @@ def test_the_cluster_writes_the_same_output_as_local_mode_row_for_row(cluster, s
     for c, loc in zip(on_cluster, on_local, strict=True):
         assert {k: v for k, v in c.items() if k not in floats} == {k: v for k, v in loc.items() if k not in floats}
         for name in floats:
-            assert (c[name] is None and loc[name] is None) or abs(c[name] - loc[name]) < 1e-6, (c["id"], name)
+            assert (c[name] is None and loc[name] is None) or abs(c[name] - loc[name]) < 1e-6, (c["key"], name)
 
 
 def test_a_run_killed_half_way_leaves_no_partial_or_doubled_output(spark, mar_path, tmp_path):
-    rows = [{"id": i, "text": t} for i, t in enumerate(load_reviews(400) * 8)]
+    rows = [{"key": i, "text": t} for i, t in enumerate(load_reviews(400) * 8)]
     data = write_jsonl(tmp_path / "reviews.jsonl", rows)
     output = tmp_path / "out"
     run(spark, JobSettings(input=data, output=output, mar=mar_path, partitions=2))

@@ -33,9 +33,9 @@ def _read(spark, output) -> list[dict]:
 def mixed_keys(tmp_path_factory):
     """KEY_SAMPLE + 200 integer keys first, then keys of every other kind, and rows without a key."""
     tmp = tmp_path_factory.mktemp("keys")
-    rows = [{"id": i, "text": TEXTS[i % 3]} for i in range(KEY_SAMPLE + 200)]
-    rows += [{"id": key, "text": TEXTS[0]} for key in LATE_KEYS]
-    rows += [{"id": None, "text": TEXTS[1]}, {"text": TEXTS[2]}]
+    rows = [{"key": i, "text": TEXTS[i % 3]} for i in range(KEY_SAMPLE + 200)]
+    rows += [{"key": key, "text": TEXTS[0]} for key in LATE_KEYS]
+    rows += [{"key": None, "text": TEXTS[1]}, {"text": TEXTS[2]}]
     return write_jsonl(tmp / "reviews.jsonl", rows), rows
 
 
@@ -46,13 +46,37 @@ def test_every_key_comes_back_as_its_json_text_however_late_and_whatever_its_typ
     summary = run(spark, JobSettings(input=data, output=tmp_path / "out", mar=mar_path, partitions=2))
     out = _read(spark, tmp_path / "out")
     assert summary.rows == len(rows) == len(out) and summary.rows_without_key == 2
-    expected = sorted(json_text(r["id"]) for r in rows if r.get("id") is not None)
-    assert sorted(row["id"] for row in out if row["id"] is not None) == expected
-    late = {row["id"]: row for row in out if row["id"] in {json_text(k) for k in LATE_KEYS}}
-    assert set(late) == {json_text(k) for k in LATE_KEYS}
-    assert json.loads(late[json_text(2**64)]["id"]) == 2**64 and late['"10"'] is not late["10"]
-    refused = {"true", json_text(LATE_KEYS[6])}  # as online, a boolean or an object is no key: the row keeps it
+    # write_jsonl writes json.dumps(row): each key's text in the file is json.dumps(key)
+    expected = sorted(json.dumps(r["key"]) for r in rows if r.get("key") is not None)
+    assert sorted(row["key"] for row in out if row["key"] is not None) == expected
+    late = {row["key"]: row for row in out if row["key"] in {json.dumps(k) for k in LATE_KEYS}}
+    assert set(late) == {json.dumps(k) for k in LATE_KEYS}
+    assert json.loads(late[json_text(2**64)]["key"]) == 2**64 and late['"10"'] is not late["10"]
+    refused = {"true", json.dumps(LATE_KEYS[6])}  # as online, a boolean or an object is no key: the row keeps it
     assert {key: row["error"] for key, row in late.items() if row["error"]} == dict.fromkeys(refused, "invalid_key")
+
+
+# Keys as a client may write them, each of which json.loads then json.dumps would change
+AS_SENT = ["1e400", "-1e400", "1.10", "1E+2", "-0", "-0.0", "12345678901234567890.5", '"\\u00e9t\\u00e9"', '"r\\/1"',
+           '"tab\\tbed"', '"café"', "[1, 2.50]"]  # fmt: skip
+
+
+def test_keys_come_back_byte_for_byte_as_sent(spark, mar_path, tmp_path):
+    """The key column holds each line's own text of its key: `1e400` stays `1e400` (parsed, an infinite float
+    that JSON cannot write), `1.10` stays `1.10`, an escape stays an escape; a refused row keeps its key too."""
+    lines = [f'{{"text": "A fine film.", "key": {key}}}' for key in AS_SENT]
+    lines += ['{"key": 1e400, "text": "   "}', '{"key" : 1.10 , "text": "fine \\"film\\"", "key": 2.50}']
+    data = tmp_path / "sent.jsonl"
+    data.write_bytes(("\n".join(lines) + "\n").encode("utf-8"))
+    run(spark, JobSettings(input=data, output=tmp_path / "out", mar=mar_path, jsonl=True))
+    out = _read(spark, tmp_path / "out")
+    assert sorted(row["key"] for row in out) == sorted([*AS_SENT, "1e400", "2.50"])  # the last of duplicates
+    # as online, a key beyond a double's range (or an array) is refused: the row keeps the key as it was sent
+    refused = {"1e400": "invalid_key", "-1e400": "invalid_key", "[1, 2.50]": "invalid_key"}
+    assert {row["key"]: row["error"] for row in out if row["error"]} == refused
+    assert sum(row["error"] is None for row in out) == len(AS_SENT) - 3 + 1
+    written = [json.loads(line) for f in (tmp_path / "out/predictions.jsonl").glob("*.json") for line in f.open()]
+    assert sorted(row["key"] for row in written) == sorted(row["key"] for row in out)
 
 
 def test_a_declared_key_type_types_the_column_and_a_late_key_that_does_not_fit_stops_the_job(
@@ -62,12 +86,12 @@ def test_a_declared_key_type_types_the_column_and_a_late_key_that_does_not_fit_s
     ints = write_jsonl(tmp_path / "ints.jsonl", rows[:50])
     run(spark, JobSettings(input=ints, output=tmp_path / "typed", mar=mar_path, key_type="bigint", partitions=2))
     typed = spark.read.parquet(f"{tmp_path}/typed/predictions.parquet")
-    assert typed.schema["id"].dataType.simpleString() == "bigint"
-    assert sorted(row["id"] for row in typed.collect()) == list(range(50))
+    assert typed.schema["key"].dataType.simpleString() == "bigint"
+    assert sorted(row["key"] for row in typed.collect()) == list(range(50))
 
     with pytest.raises(UsageError, match=r"^the key \S.* does not fit --key-type bigint: declare another type"):
         run(spark, JobSettings(input=data, output=tmp_path / "typed", mar=mar_path, key_type="bigint", partitions=2))
-    assert sorted(row["id"] for row in spark.read.parquet(f"{tmp_path}/typed/predictions.parquet").collect()) == list(
+    assert sorted(row["key"] for row in spark.read.parquet(f"{tmp_path}/typed/predictions.parquet").collect()) == list(
         range(50)
     ), "the previous output is kept"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ints.jsonl", "typed"]
@@ -146,9 +170,9 @@ def test_batch_and_online_answer_the_whole_bad_input_catalogue_alike(spark, mar_
             assert row["key"] == json_text(record["key"]), name  # kept, even when the key was refused
 
     values = _text_catalogue()
-    pd.DataFrame({"id": range(len(values)), "text": [v for _, v, _ in values]}).to_parquet(tmp_path / "t.parquet")
+    pd.DataFrame({"key": range(len(values)), "text": [v for _, v, _ in values]}).to_parquet(tmp_path / "t.parquet")
     run(spark, JobSettings(input=tmp_path / "t.parquet", output=tmp_path / "text", mar=mar_path))
-    by_id = {row["id"]: row for row in _read(spark, tmp_path / "text")}
+    by_id = {row["key"]: row for row in _read(spark, tmp_path / "text")}
     for i, (name, value, code) in enumerate(values):
         (online,) = _online(value.encode("utf-8"), "text/plain")
         assert by_id[i]["error"] == code == (online[0] if online else None), name
@@ -165,7 +189,7 @@ def test_a_large_jsonl_file_is_read_in_even_splits_without_a_shuffle(spark, tmp_
     """Enough splits for every slot (4 a slot) and a multiple of the slots, by the split size: equal tasks, no
     slot idle for a last one, and no shuffle to spread the file. A gzipped file cannot split: it is spread by a
     shuffle, as before."""
-    line = json.dumps({"id": 0, "text": BOOK_REVIEWS["positive"]}) + "\n"
+    line = json.dumps({"key": 0, "text": BOOK_REVIEWS["positive"]}) + "\n"
     plain = tmp_path / "big.jsonl"
     plain.write_text(line * (6_000_000 // len(line)))  # 6 MB: Spark's own split size makes 2 splits of it
     settings = JobSettings(input=plain, output=tmp_path / "out")

@@ -39,11 +39,11 @@ BAD = {  # key -> (JSON value of "text", or "absent", expected error code)
 
 
 def _rows() -> list:
-    rows: list = [{"id": f"r{i}", "text": t} for i, t in enumerate(REVIEWS)]
+    rows: list = [{"key": f"r{i}", "text": t} for i, t in enumerate(REVIEWS)]
     for key, (text, _) in BAD.items():
-        rows.append({"id": key} if text == "absent" else {"id": key, "text": text})
-    rows.append({"id": "r3", "text": BOOK_REVIEWS["neutral"]})  # a duplicate key
-    rows.append('{"id": "cut", "text": "a line that was cut')  # malformed JSON: no key can be read
+        rows.append({"key": key} if text == "absent" else {"key": key, "text": text})
+    rows.append({"key": "r3", "text": BOOK_REVIEWS["neutral"]})  # a duplicate key
+    rows.append('{"key": "cut", "text": "a line that was cut')  # malformed JSON: no key can be read
     rows[3:3] = ["", "  \t"]  # blank lines are not rows
     return rows
 
@@ -67,11 +67,11 @@ def test_every_input_row_yields_one_output_row_with_its_key(spark, jsonl_run):
     rows = _input_rows()
     assert summary.rows == len(rows) == sum(len(v) for v in out.values())
     assert {k: len(v) for k, v in out.items() if k not in ("r3", None)} == {
-        r["id"]: 1 for r in rows if isinstance(r, dict) and r["id"] != "r3"
+        r["key"]: 1 for r in rows if isinstance(r, dict) and r["key"] != "r3"
     }
     assert len(out["r3"]) == 2 and len(out[None]) == 1
     columns = spark.read.parquet(f"{settings.output}/{PARQUET}").columns
-    assert columns == ["id", *COLUMNS]
+    assert columns == ["key", *COLUMNS]
 
 
 def test_scored_rows_carry_a_prediction_and_the_archives_version(spark, jsonl_run, mar_path):
@@ -109,11 +109,11 @@ def test_jsonl_output_on_request_holds_the_same_rows(spark, jsonl_run):
     settings, summary = jsonl_run
     lines = [json.loads(line) for f in sorted((_local(settings.output) / JSONL).glob("part-*")) for line in f.open()]
     assert len(lines) == summary.rows
-    assert set(lines[0]) == {"id", *COLUMNS}
+    assert set(lines[0]) == {"key", *COLUMNS}
     parquet = read_output(spark, settings.output)
     for line in lines:
-        if line["id"] not in ('"r3"', None):
-            assert line["positive_review_probability"] == parquet[line["id"]][0]["positive_review_probability"]
+        if line["key"] not in ('"r3"', None):
+            assert line["positive_review_probability"] == parquet[line["key"]][0]["positive_review_probability"]
 
 
 def test_csv_and_parquet_inputs_with_other_column_names(spark, mar_path, tmp_path, jsonl_run):
@@ -143,7 +143,7 @@ def test_csv_and_parquet_inputs_with_other_column_names(spark, mar_path, tmp_pat
 
 
 def test_a_non_string_parquet_text_column_yields_error_rows(spark, mar_path, tmp_path):
-    pd.DataFrame({"id": [1, 2, 3], "text": [10, 20, None]}).to_parquet(tmp_path / "numbers.parquet")
+    pd.DataFrame({"key": [1, 2, 3], "text": [10, 20, None]}).to_parquet(tmp_path / "numbers.parquet")
     settings = JobSettings(input=tmp_path / "numbers.parquet", output=tmp_path / "out", mar=mar_path)
     summary = run(spark, settings)
     out = read_output(spark, settings.output)
@@ -173,7 +173,7 @@ def test_sql_function_works_like_ml_predict(spark, mar_path):
 
 
 def test_a_failed_run_leaves_the_previous_output_untouched(spark, mar_path, tmp_path):
-    data = write_jsonl(tmp_path / "in.jsonl", [{"id": i, "text": t} for i, t in enumerate(REVIEWS[:8])])
+    data = write_jsonl(tmp_path / "in.jsonl", [{"key": i, "text": t} for i, t in enumerate(REVIEWS[:8])])
     output = tmp_path / "out"
     settings = JobSettings(input=data, output=output, mar=mar_path)
     run(spark, settings)
@@ -193,7 +193,7 @@ def test_a_failed_run_leaves_the_previous_output_untouched(spark, mar_path, tmp_
 
 def test_a_missing_key_column_fails_before_anything_is_written(spark, mar_path, tmp_path):
     data = write_jsonl(tmp_path / "in.jsonl", [{"review_id": 1, "text": REVIEWS[0]}])
-    with pytest.raises(ValueError, match="the key field 'id'"):
+    with pytest.raises(ValueError, match="the key field 'key'"):
         run(spark, JobSettings(input=data, output=tmp_path / "out", mar=mar_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]  # no output, staging or lock
 

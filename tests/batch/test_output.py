@@ -95,7 +95,9 @@ def test_a_live_runs_lock_refuses_a_second_run_with_a_clear_message(fs, tmp_path
         ("other-host", "live", lock.STALE_AFTER + 60, True),
     ],
 )
-def test_a_stale_lock_is_taken_over_and_a_fresh_one_is_not(fs, tmp_path, host, pid, age, stale):
+def test_a_stale_lock_is_taken_over_and_a_fresh_one_is_not(fs, tmp_path, monkeypatch, host, pid, age, stale):
+    """The file-based lock of HDFS (here through Hadoop's local filesystem): judged by its pid and its age."""
+    monkeypatch.setattr(lock, "_local_file", lambda _: None)
     _lock_file(tmp_path, socket.gethostname() if host == "this" else host, _dead_pid() if pid == "dead" else 1, age)
     target = storage.uri(tmp_path / "out")
     if stale:
@@ -109,6 +111,7 @@ def test_a_stale_lock_is_taken_over_and_a_fresh_one_is_not(fs, tmp_path, host, p
 
 
 def test_the_lock_is_refreshed_while_the_run_holds_it(fs, tmp_path, monkeypatch):
+    monkeypatch.setattr(lock, "_local_file", lambda _: None)  # HDFS's lock: the kernel's needs no heartbeat
     monkeypatch.setattr(lock, "HEARTBEAT", 0.2)
     target = storage.uri(tmp_path / "out")
     with locked(fs, target):

@@ -159,19 +159,19 @@ def _lines(*lines) -> pa.RecordBatch:
 def test_jsonl_lines_yield_their_key_and_text_field(loaded):
     scorer, limits = loaded
     batch = _lines(
-        {"id": 1, "text": BOOK_REVIEWS["positive"]},
-        {"id": 2, "text": 42},
-        {"id": 3},
-        {"id": "4", "text": BOOK_REVIEWS["negative"]},  # a key of another type: kept, as its JSON text
+        {"key": 1, "text": BOOK_REVIEWS["positive"]},
+        {"key": 2, "text": 42},
+        {"key": 3},
+        {"key": "4", "text": BOOK_REVIEWS["negative"]},  # a key of another type: kept, as its JSON text
         ["not", "an", "object"],
-        b'{"id": 5, "text": "cut',
-        b'{"id": 6, "text": "great \xff film"}',  # not UTF-8: refused as online, the key kept
-        {"id": [7], "text": BOOK_REVIEWS["positive"]},  # an invalid key (online too): kept, the row refused
+        b'{"key": 5, "text": "cut',
+        b'{"key": 6, "text": "great \xff film"}',  # not UTF-8: refused as online, the key kept
+        {"key": [7], "text": BOOK_REVIEWS["positive"]},  # an invalid key (online too): kept, the row refused
     )
-    layout = Layout("id", "json", text_fields=text_fields("text"))
+    layout = Layout("key", "json", text_fields=text_fields("text"))
     out = score_batch(scorer, limits, batch, layout, batch_size=2).to_pydict()
-    assert list(out) == ["id", *COLUMNS]
-    assert out["id"] == ["1", "2", "3", '"4"', None, None, "6", "[7]"]
+    assert list(out) == ["key", *COLUMNS]
+    assert out["key"] == ["1", "2", "3", '"4"', None, None, "6", "[7]"]
     assert out["error"] == [
         None,
         "invalid_text",
@@ -202,17 +202,17 @@ def test_a_key_column_passes_through_and_the_text_column_is_scored(loaded):
 
 def test_an_empty_batch_gives_an_empty_batch(loaded):
     scorer, limits = loaded
-    out = score_batch(scorer, limits, _lines(), Layout("id", "string", text_fields=("text",)), batch_size=256)
-    assert out.num_rows == 0 and out.schema.names == ["id", *COLUMNS]
+    out = score_batch(scorer, limits, _lines(), Layout("key", "string", text_fields=("text",)), batch_size=256)
+    assert out.num_rows == 0 and out.schema.names == ["key", *COLUMNS]
 
 
 def test_a_declared_key_type_types_the_column_and_a_key_that_does_not_fit_stops_the_batch(loaded):
     scorer, limits = loaded
-    layout = Layout("id", "bigint", text_fields=("text",))
-    out = score_batch(scorer, limits, _lines({"id": 1, "text": "Fine."}, {"text": "No key."}), layout, 256)
+    layout = Layout("key", "bigint", text_fields=("text",))
+    out = score_batch(scorer, limits, _lines({"key": 1, "text": "Fine."}, {"text": "No key."}), layout, 256)
     assert out.column(0).type == pa.int64() and out.column(0).to_pylist() == [1, None]
     with pytest.raises(KeyTypeMismatch, match='the key "x1" does not fit --key-type bigint'):
-        score_batch(scorer, limits, _lines({"id": 1, "text": "Fine."}, {"id": "x1", "text": "Fine."}), layout, 256)
+        score_batch(scorer, limits, _lines({"key": 1, "text": "Fine."}, {"key": "x1", "text": "Fine."}), layout, 256)
 
 
 @pytest.mark.parametrize(

@@ -11,14 +11,14 @@ from tests.conftest import BOOK_REVIEWS
 
 def test_batch_predictions_equal_the_online_servers(spark, server, mar_path, tmp_path):
     texts = [*BOOK_REVIEWS.values(), *load_reviews(150), "", "   ", 42, None, ["a list"], "emoji 🎬 and 日本語"]
-    rows = [{"id": f"k{i}", "text": t} for i, t in enumerate(texts)]
+    rows = [{"key": f"k{i}", "text": t} for i, t in enumerate(texts)]
     settings = JobSettings(input=write_jsonl(tmp_path / "in.jsonl", rows), output=tmp_path / "out", mar=mar_path)
     summary = run(spark, settings)
     batch = read_output(spark, settings.output, json_keys=True)
 
     online = []
     for start in range(0, len(rows), 100):
-        online += server.client.predict_many([{"text": r["text"], "key": r["id"]} for r in rows[start : start + 100]])
+        online += server.client.predict_many([{"text": r["text"], "key": r["key"]} for r in rows[start : start + 100]])
     assert summary.rows == len(online) == len(rows) and summary.errors == 5
 
     worst = 0.0

@@ -26,25 +26,27 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import websockets.sync.client as websockets_sync
 
 from bench.reviews import load_reviews
 from edge.device import DeviceModel
 from handler.codec import sigmoid
 from serving import web
 from serving.server import free_ports
-from tests.conftest import ROOT
+from tests.conftest import MAKE_ENV, ROOT, requires
 from tests.integration.conftest import PHASE2, launch_phase2_only
-
-websockets_sync = pytest.importorskip("websockets.sync.client")
-
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 REVIEWS = 200
 GZIP_AT_MOST = 0.6  # of the decoded bytes, transferred: 0.31 measured; identity would be 1.0
 COMMAND = "WEB_RESULTS=bench/results .venv/bin/python -m pytest tests/integration/test_browser.py -q"  # make web-report
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (Debian: make chromium)")
-if web.missing():
-    pytestmark = pytest.mark.skip(reason=f"the page's files are missing ({web.missing()[0]}): run `make web-deps edge`")
+pytestmark = requires(
+    "no Chromium on this machine (Debian: make chromium)"
+    if CHROMIUM is None
+    else f"the page's files are missing ({web.missing()[0]}): run `make web-deps edge`"
+    if web.missing()
+    else None
+)
 
 
 class Browser:
@@ -320,31 +322,71 @@ FETCH = """(async () => {
 
 @pytest.fixture
 def foreign_site(tmp_path):
-    """Another origin: a page on another loopback port, as any other site a user has open would be."""
+    """Another site: a page named localhost (the page is 127.0.0.1, so the browser calls this one cross-site), as any
+    other site a user has open would be."""
     (tmp_path / "index.html").write_text("<!doctype html><title>elsewhere</title>")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", free_ports(1)[0]), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    yield f"http://localhost:{httpd.server_address[1]}/"
     httpd.shutdown()
     httpd.server_close()
 
 
-def test_phase_2_answers_the_page_origin_only(browser, page, server, foreign_site):
-    """The page's own origin gets phase 2's answers; another site's script reaches neither the page's phase-2
-    route nor TorchServe: the browser's preflight is refused by both (no CORS grant anywhere), so the token the
-    page's server adds is spent on the page's origin only."""
+NO_CORS = """(async () => {
+  const r = await fetch(%s, {method: "POST", mode: "no-cors", headers: {"Content-Type": "text/plain"},
+                             body: "a fine film, scored from another site"});
+  return r.type;
+})()"""
+
+
+def captured(server) -> list[dict]:
+    return [json.loads(line) for f in sorted((server.workdir / "captures").rglob("*.jsonl")) for line in f.open()]
+
+
+def keyed_capture(server, key: str, timeout: float = 15) -> list[dict]:
+    """The captures once the record of `key` is among them (the writer appends within a fraction of a second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = captured(server)
+        if any(r["key"] == key for r in records):
+            return records
+        assert time.monotonic() < deadline, f"no capture record of {key} after {timeout} s"
+        time.sleep(0.1)
+
+
+def own_origin_call(browser, route: str, key: str) -> int:
+    return browser.eval(
+        f"fetch({route}, {{method: 'POST', headers: {{'Content-Type': 'application/json'}},"
+        f" body: JSON.stringify({{text: 'a fine film', key: {json.dumps(key)}}})}}).then(r => r.status)"
+    )
+
+
+def test_phase_2_answers_the_page_origin_only(browser, page, server, foreign_site, caplog):
+    """The page's own origin gets phase 2's answers. Another site's script gets nothing: a CORS fetch is refused by
+    the browser (no CORS grant anywhere), and a `no-cors` POST, which the browser does send (a simple request:
+    text/plain, no preflight), is refused 403 by the page's server for its Origin and never reaches TorchServe,
+    so it leaves no capture record."""
     route = json.dumps(f"{page}predictions/{PHASE2}")
     torchserve = json.dumps(f"{server.properties['inference_address']}/predictions/{PHASE2}")
-    assert browser.eval(FETCH % route) == 200  # the page's origin
+    assert own_origin_call(browser, route, "before-the-foreign-site") == 200  # the page's origin
+    before = keyed_capture(server, "before-the-foreign-site")
     browser.call("Page.navigate", url=foreign_site)
     try:
         browser.wait("document.readyState === 'complete' && document.title === 'elsewhere'")
         assert browser.eval(FETCH % route) == "refused by the browser"
         assert browser.eval(FETCH % torchserve) == "refused by the browser"
+        with caplog.at_level("WARNING", logger="serving.web"):
+            assert browser.eval(NO_CORS % route) == "opaque"  # sent; its answer hidden from the foreign script
+            refused = [r.getMessage() for r in caplog.records if r.name == "serving.web"]
+        foreign = foreign_site.rstrip("/")
+        assert refused == [f"refused a POST from origin {foreign} (Sec-Fetch-Site cross-site): not the page's"]
     finally:
         browser.open(page)
+    assert own_origin_call(browser, route, "after-the-foreign-site") == 200
+    after = keyed_capture(server, "after-the-foreign-site")
+    assert len(after) == len(before) + 1, "the foreign POST reached TorchServe"
 
 
 @pytest.mark.parametrize(
@@ -359,6 +401,18 @@ def test_what_the_server_refuses_the_page_refuses_alike(browser, page, server, t
     if code:  # the server's own code for the same review
         response = server.client.predict_raw(json.dumps({"text": text}).encode(), "application/json", PHASE2)
         assert response.json()["error"]["code"] == code
+
+
+def test_an_error_clears_the_previous_answer(browser, page):
+    """A review answered, then replaced by spaces: the error stands alone, the previous figures gone from the
+    screen (not merely hidden behind the grid's display)."""
+    browser.type(REVIEW)
+    browser.wait("document.getElementById('answer').dataset.source === 'device'")
+    assert browser.eval("getComputedStyle(document.querySelector('#answer dl')).display") == "grid"
+    browser.type("   ")
+    browser.wait("document.getElementById('answer').dataset.source === 'error'")
+    assert browser.eval("getComputedStyle(document.querySelector('#answer dl')).display") == "none"
+    assert browser.answer()["probability"] == "" and "(empty_text)" in browser.answer()["status"]
 
 
 def test_a_review_at_the_cap_is_scored(browser, page, server):
@@ -388,3 +442,22 @@ def test_a_bundle_file_that_cannot_be_fetched_is_named_on_the_page(browser, page
     status = browser.answer()["status"]
     assert status.startswith("The model could not be loaded: bundle/model.onnx could not be fetched"), status
     assert browser.eval("document.getElementById('review').disabled") is True
+
+
+def test_make_web_serves_in_the_background_until_make_web_stop(tmp_path):
+    """`make web` returns once the page answers, its server left running under a recorded pid; `make web-stop`
+    ends that process."""
+    port = free_ports(1)[0]
+    started = subprocess.run(
+        ["make", "-s", "web", f"WEB_PORT={port}"], cwd=ROOT, env=MAKE_ENV, capture_output=True, text=True, timeout=120
+    )
+    try:
+        assert started.returncode == 0, started.stderr
+        pid = web.recorded_pid()
+        assert pid is not None and f"http://127.0.0.1:{port}/" in started.stdout
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+            assert response.status == 200
+    finally:
+        stopped = subprocess.run(["make", "-s", "web-stop"], cwd=ROOT, env=MAKE_ENV, capture_output=True, text=True)
+    assert stopped.returncode == 0 and f"(pid {pid}) stopped" in stopped.stdout, stopped
+    assert not web.running(pid) and web.recorded_pid() is None

@@ -93,6 +93,8 @@ EXCUSED = {
     "drives the same page in Chromium against a real TorchServe",
     ("README.md", "make retrain"): "trains a candidate model for minutes on labeled traffic; tests/evaluation "
     "and test_evaluation_story.py run the gate and the promotion",
+    ("README.md", "make batch INPUT=../shared/data/imdb/unsup.jsonl.gz"): "batch.md's first command, the same "
+    "but for its output directory, run by test_batch_commands",
     ("docs/batch.md", "SPARK_HOME=$("): CLUSTER,
     ("docs/batch.md", "export SPARK_LOCAL_IP"): CLUSTER,
     ("docs/batch.md", "spark-class org.apache.spark.deploy"): CLUSTER,
@@ -497,7 +499,7 @@ def write_reviews(path: Path, count: int) -> list[str]:
     texts = list(BOOK_REVIEWS.values())
     with gzip.open(path, "wt") as out:
         for i, key in enumerate(keys):
-            out.write(json.dumps({"id": key, "text": texts[i % len(texts)]}) + "\n")
+            out.write(json.dumps({"key": key, "text": texts[i % len(texts)]}) + "\n")  # README: the key field
     return keys
 
 
@@ -513,7 +515,7 @@ def test_readme_batch(served):
     assert "starting Spark" in done.stderr
     assert "30 rows: 30 scored, 0 errors" in done.stderr
     rows = read_output(served.root / "out")
-    assert sorted(json.loads(r["id"]) for r in rows) == sorted(keys)  # the key exactly as it was sent
+    assert sorted(json.loads(r["key"]) for r in rows) == sorted(keys)  # the key exactly as it was sent
 
 
 def test_batch_commands(served):

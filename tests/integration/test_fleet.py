@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,10 +21,12 @@ import requests
 from serving import fleet
 from serving.archive import build
 from serving.server import server_pid
+from tests.conftest import requires
 from tests.integration.conftest import archive_with, model_config_with
 
 REPLICAS = 3
-pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is missing: `make test` installs it")
+NGINX = shutil.which("nginx") or Path("/usr/sbin/nginx").exists()
+pytestmark = requires(None if NGINX else "nginx is missing: `make test` installs it")
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +156,59 @@ def test_rollback_and_management_from_one_place(running):
     assert len(described) == REPLICAS
     assert all([m["modelVersion"] for m in models] == ["1.0"] for models in described.values())
     assert post(running, Authorization=f"Bearer {running.credential}").json()["model_version"] == "1.0"
+
+
+def hold(port: int, timeout: float = 30) -> socket.socket:
+    """Bind and listen on a loopback port as soon as it is free (a killed server's port frees in a moment)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        holder = socket.socket()
+        try:
+            holder.bind(("127.0.0.1", port))
+            holder.listen()
+            return holder
+        except OSError:
+            holder.close()
+            assert time.monotonic() < deadline, f"port {port} never came free"
+            time.sleep(0.01)
+
+
+def test_the_supervisor_survives_restarts_that_fail_and_brings_the_replica_back(running):
+    """A replica killed while another socket holds its inference port for 20 s: every restart in that time fails;
+    the supervisor logs each failure, backs off, stays alive, and brings the replica back once the port is free.
+    `status` shows the supervisor up and the replica's restarts and failures."""
+    victim = running.replicas[1]
+    name = Path(victim.workdir).name
+    before = fleet.supervisor_status(running)["replicas"].get(name, {"restarts": 0, "failures": 0})
+    frontend = psutil.Process(server_pid(Path(victim.workdir)))
+    for process in [frontend, *frontend.children(recursive=True)]:
+        process.kill()
+    holder = hold(int(victim.inference.rsplit(":", 1)[1]))
+    try:
+        held = time.monotonic()
+        while True:  # 20 s, and until a failed restart is on record (a slow machine starts slowly)
+            assert psutil.pid_exists(running.supervisor_pid), "the supervisor died"
+            during = fleet.supervisor_status(running)
+            failed = during["replicas"].get(name, {}).get("failures", 0) - before["failures"]
+            if time.monotonic() - held > 20 and failed >= 1:
+                break
+            assert time.monotonic() - held < 180, f"no failed restart on record: {during}"
+            time.sleep(0.5)
+        assert during["alive"] and not fleet._replica_alive(victim), during
+    finally:
+        holder.close()
+    deadline = time.monotonic() + 240
+    while True:  # back, and the restart on record (written once the round that restarted it ends)
+        after = fleet.supervisor_status(running)
+        restarts = after["replicas"][name]["restarts"] - before["restarts"]
+        if restarts >= 1 and fleet._replica_alive(victim) and fleet._holds(victim, set(running.archives)):
+            break
+        assert time.monotonic() < deadline, f"the supervisor did not bring the replica back: {after}"
+        assert psutil.pid_exists(running.supervisor_pid), "the supervisor died"
+        time.sleep(1)
+    assert after["alive"] and restarts == 1 and after["replicas"][name]["failing"] == 0, after
+    assert post(running, Authorization=f"Bearer {running.credential}").status_code == 200
+    log = (Path(running.directory) / "supervisor.log").read_text()
+    assert log.count(f"restarting replica {name} failed") == after["replicas"][name]["failures"]
+    text = fleet.status_text(running)
+    assert "supervisor up" in text and f"{name} up: {after['replicas'][name]['restarts']} restarts" in text

@@ -108,6 +108,22 @@ def test_cli_end_to_end(server, tmp_path):
     assert "8 answers" in done.stderr
 
 
+def test_cli_reads_another_key_field_when_named_and_reports_lines_without_it(server, tmp_path):
+    """The shared IMDB files key their lines `id`: read as they are, every answer would be keyed null, so the CLI
+    says so; `--key-field id` gives each answer its line's key, and a line without one is still reported."""
+    lines = [json.dumps({"id": k, "text": t}) for k, t in zip(KEYS, TEXTS, strict=True)] + [json.dumps(TEXTS[0])]
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    args = ("--server", server.properties["inference_address"], "--key-file", str(server.workdir / "key_file.json"))
+    done = _cli(tmp_path, *args)
+    assert done.returncode == 0, done.stderr
+    assert f"warning: {len(lines)} of {len(lines)} lines have no key field 'key'" in done.stderr
+    done = _cli(tmp_path, *args, "--key-field", "id")
+    assert done.returncode == 0, done.stderr
+    answers = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [a.get("key") for a in answers] == [*KEYS, None]
+    assert f"warning: 1 of {len(lines)} lines have no key field 'id'" in done.stderr
+
+
 def test_no_worker_is_a_5xx_and_answers_stand_provisional(server, device):
     server.client.scale(PHASE2, 0, 0)
     try:

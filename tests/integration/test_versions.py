@@ -71,3 +71,18 @@ def test_a_version_that_never_answers_is_not_made_the_default(server, monkeypatc
         server.client.promote("sentiment_3.0.mar")
     assert server.client.versions("sentiment") == ["1.0"]
     assert server.client.default_version("sentiment") == "1.0"
+
+
+def test_rollback_returns_to_the_previous_default_not_the_highest_other_version(server, capsys):
+    """1.0 the default, 2.0 and 3.0 registered, 3.0 made the default: rollback returns to 1.0, the default before
+    3.0, though 2.0 is the highest other version; a second rollback has no earlier default to return to."""
+    for version in ("2.0", "3.0"):
+        build("sentiment", version, server.model_store)
+        server.client.register_version(f"sentiment_{version}.mar", workers=1)
+    assert _run(server, capsys, "set-default", "sentiment", "3.0")[0] == 0
+    status, out, _ = _run(server, capsys, "rollback", "sentiment")
+    assert (status, out) == (0, "sentiment 3.0 unregistered; the default is 1.0 again")
+    assert server.client.versions("sentiment") == ["1.0", "2.0"] and _answering_version(server) == "1.0"
+    status, _, err = _run(server, capsys, "rollback", "sentiment")
+    assert status == 1 and "no record of the default before 1.0" in err
+    server.client.unregister("sentiment", "2.0")

@@ -7,6 +7,8 @@ import logging
 import os
 import shutil
 import stat
+import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +22,7 @@ from evaluation import captures
 from evaluation.captures import read as read_captures
 from handler import capture, settings
 from handler.capture import CaptureWriter, Item
-from handler.codec import Instance, Request
+from handler.codec import Instance, Request, loads
 from handler.errors import ServingError
 from tests.conftest import BOOK_REVIEWS
 from tests.unit.test_handler import run
@@ -40,16 +42,21 @@ def writer(directory: Path, **changes) -> CaptureWriter:
     return CaptureWriter(replace(settings.CaptureSettings(directory=str(directory)), **changes), "sentiment", "1.0", 8)
 
 
+def keyed(err: ServingError, key: object) -> ServingError:
+    err.key = key
+    return err
+
+
 def test_items_cover_answers_refusals_and_failures():
     requests = [
-        Request([Instance("great film", "k1"), ServingError("empty_text", "x"), Instance("bad", 7)], True),
+        Request([Instance("great film", "k1"), keyed(ServingError("empty_text", "x"), "k2"), Instance("bad", 7)], True),
         ServingError("invalid_json", "x"),
         Request([Instance("fine", None)]),
     ]
     scores = [[FakeScore(2.0), FakeScore(-1.0)], ServingError("invalid_json", "x"), ServingError("internal_error", "x")]
     out = capture.items(requests, scores, ["r0", "r1", "r2"], settings.CaptureSettings())
     assert [i.prediction_id for i in out] == ["r0:0", "r0:1", "r0:2", "r1:0", "r2:0"]
-    assert [i.key for i in out] == ["k1", None, 7, None, None]
+    assert [i.key for i in out] == ["k1", "k2", 7, None, None]  # a refused instance keeps its valid key
     assert [i.error for i in out] == [None, "empty_text", None, "invalid_json", "internal_error"]
     assert out[0].logit == 2.0 and out[0].chars == len("great film") and out[2].logit == -1.0
     assert all(i.text is None for i in out)  # text is user data: not unless asked for
@@ -109,6 +116,58 @@ def test_an_unwritable_directory_counts_and_logs_once(tmp_path, caplog):
     assert w.lost == 15 and w.unreported() == (15, 0) and w.unreported() == (0, 0)
     assert len([r for r in caplog.records if "capture failed" in r.message]) == 1
     w.close()
+
+
+def test_a_numeric_key_is_recorded_as_it_was_sent(tmp_path):
+    """A key sent as 1.10 is recorded as 1.10 (a float would write 1.1), on both the template's path (an answered
+    instance) and the general one (a refusal)."""
+    w = writer(tmp_path / "captures")
+    w.submit([Item("r:0", loads("1.10"), 4, 0.5, 2, 0, None, None), Item("r:1", loads("1E+2"), None, None, None, None,
+              "empty_text", None)])  # fmt: skip
+    assert w.flush()
+    [written] = (tmp_path / "captures").rglob("*.jsonl")
+    first, second = written.read_text().splitlines()
+    assert '"key": 1.10,' in first and '"key": 1E+2,' in second
+    assert json.loads(first)["key"] == 1.1 and json.loads(second)["error"] == "empty_text"
+    w.close()
+
+
+def test_the_counters_lose_no_update_under_threads(tmp_path, monkeypatch):
+    """The serving thread counts drops while the writer counts losses: `+=` from two threads loses updates."""
+    monkeypatch.setattr(sys, "getswitchinterval", sys.getswitchinterval)
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can: a lost update shows at once
+    w = writer(tmp_path / "captures")
+    try:
+        threads = [
+            threading.Thread(target=lambda: [w.count(lost=1, dropped=2) for _ in range(20_000)]) for _ in range(4)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(0.005)
+    assert (w.lost, w.dropped) == (80_000, 160_000) and w.unreported() == (80_000, 160_000)
+    w.close()
+
+
+def test_close_never_blocks_on_a_full_queue(tmp_path, monkeypatch):
+    """A writer stuck in a write (a hung filesystem) with its queue full: close() gives up after its timeout
+    instead of waiting forever to queue its end mark; the writer stops once its write returns."""
+    release = threading.Event()
+    monkeypatch.setattr(CaptureWriter, "_write", lambda self, batches: release.wait(30))
+    w = writer(tmp_path / "captures", queue_batches=2)
+    for i in range(6):  # one being written, two queued, the rest dropped
+        w.submit([Item(f"r:{i}", None, 4, 0.5, 2, 0, None, None)])
+    assert w.dropped >= 1
+    closing = threading.Thread(target=w.close, kwargs={"timeout": 0.2})
+    started = time.monotonic()
+    closing.start()
+    closing.join(15)
+    assert not closing.is_alive() and time.monotonic() - started < 10
+    release.set()
+    w._thread.join(10)
+    assert not w._thread.is_alive()
 
 
 def test_a_deleted_directory_is_recreated(tmp_path, monkeypatch):

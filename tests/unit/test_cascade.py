@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import http.client
+import io
+import json
 import socket
 import time
 import urllib.error
@@ -10,6 +12,7 @@ import urllib.error
 import numpy as np
 import pytest
 
+from edge.__main__ import predict_file
 from edge.cascade import Server, TwoPhaseClient, defers
 from edge.device import DeviceModel
 from model import calibration, threshold
@@ -196,3 +199,15 @@ def test_thresholds_outside_the_range_are_refused(device):
     for confidence in (0.4, 1.1):
         with pytest.raises(ValueError):
             TwoPhaseClient(device, confidence=confidence)
+
+
+def test_the_cli_gives_keys_back_as_sent_and_errors_with_their_keys(device):
+    """Offline (no server): every line answered by the device, a numeric key as the line wrote it, a refused
+    line's error with its key."""
+    lines = ['{"key": 1.10, "text": "A moving film."}', '{"key": "r-2", "text": "  "}', '{"key": -0, "text": "Dull."}']
+    sink = io.BytesIO()
+    counts = predict_file(TwoPhaseClient(device, None), io.StringIO("\n".join(lines) + "\n"), sink)
+    out = sink.getvalue().splitlines()
+    assert out[0].startswith(b'{"key":1.10,') and out[2].startswith(b'{"key":-0,')
+    assert json.loads(out[1])["key"] == "r-2" and json.loads(out[1])["error"]["code"] == "empty_text"
+    assert counts["lines"] == 3 and counts["errors"] == 1 and counts["without_key"] == 0

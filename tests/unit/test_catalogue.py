@@ -65,3 +65,21 @@ def test_a_request_that_breaks_scoring_fails_alone(served, monkeypatch, caplog):
     assert "internals" not in error["message"] and "canary" not in error["message"]
     assert "req-1" in caplog.text and "RuntimeError" in caplog.text
     assert "canary" not in caplog.text and "internals" not in caplog.text
+
+
+# Numeric keys as a client may write them: parsed as floats, each would come back otherwise (1.1, 100.0, 0, ...)
+AS_SENT = ["1.10", "1E+2", "-0", "-0.0", "12345678901234567890.5", "2.50e-3"]
+
+
+def test_numeric_keys_come_back_as_sent_in_answers_and_error_slots(served):
+    instances = ",".join(f'{{"text": "{GOOD}", "key": {k}}}' for k in AS_SENT) + ', {"text": " ", "key": 0.50}'
+    bodies = [(f'{{"text": "{GOOD}", "key": 1.10}}'.encode(), JSON), (f'{{"instances": [{instances}]}}'.encode(), JSON),
+              (b'{"text": "", "key": 3.0}', JSON)]  # fmt: skip
+    handler, context = served
+    replies = handler.handle(batch(context, bodies), context)
+    assert replies[0].startswith(b'{"key":1.10,"positive_review_probability":')
+    for key in AS_SENT:
+        assert f'{{"key":{key},"positive_review_probability":'.encode() in replies[1], key
+    assert b'{"key":0.50,"error":{"code":"empty_text"' in replies[1]
+    assert replies[2].startswith(b'{"key":3.0,"error":{"code":"empty_text"')
+    assert [p.get("key") for p in json.loads(replies[1])["predictions"]] == [*map(float, AS_SENT), 0.5]

@@ -31,7 +31,7 @@ def files(tmp_path, monkeypatch) -> Path:
     (node / "ort.wasm").write_bytes(b"\0asm" + b"\1\0\0\0" * 4000)
     (bundle / "model.onnx").write_bytes(MODEL)
     (bundle / "tokenizer.json").write_text(json.dumps({"model": {"vocab": {f"w{i}": i for i in range(500)}}}))
-    (bundle / "settings.json").write_text('{"max_tokens": 256}')
+    (bundle / "settings.json").write_text('{"max_tokens": 256, "phase2_model": "sentiment-bigram"}')
     (tmp_path / "secret.txt").write_text("not served")
     monkeypatch.setattr(web, "PAGE", page)
     monkeypatch.setattr(web, "BUNDLE", bundle)
@@ -217,14 +217,18 @@ def test_paths_outside_the_listed_files_are_refused(page, path):
         assert response.headers["Content-Encoding"] is None
 
 
+def own(port: int) -> dict[str, str]:
+    """The headers a browser sends with the page's own fetch."""
+    return {"Origin": f"http://127.0.0.1:{port}", "Sec-Fetch-Site": "same-origin", "Content-Type": "application/json"}
+
+
 def test_the_proxy_adds_the_token_and_passes_the_answer_on_as_it_came(page, torchserve):
     response, body = fetch(
         page,
         "/predictions/sentiment-bigram",
         "POST",
         body=b'{"text": "fine"}',
-        Content_Type="application/json",
-        Accept_Encoding="gzip",
+        **{**own(page), "Accept-Encoding": "gzip"},
     )
     assert response.status == 200
     assert json.loads(body)["label"] == "positive"
@@ -240,6 +244,7 @@ def test_the_proxy_adds_the_token_and_passes_the_answer_on_as_it_came(page, torc
     [
         ("/models", {}),
         ("/predictions/sentiment/1.0", {}),
+        ("/predictions/sentiment", {}),  # only the phase-2 model: never the main one
         ("/predictions/sentiment-bigram", {"Content-Length": "x"}),
         ("/predictions/sentiment-bigram", {"Content-Length": str(web.MAX_BODY + 1)}),
     ],
@@ -248,7 +253,7 @@ def test_the_proxy_refuses_anything_but_a_prediction(page, path, headers):
     connection = http.client.HTTPConnection("127.0.0.1", page, timeout=10)
     try:
         connection.putrequest("POST", path)
-        for name, value in {"Content-Length": "2", **headers}.items():
+        for name, value in {"Content-Length": "2", **own(page), **headers}.items():
             connection.putheader(name, value)
         connection.endheaders(b"{}")
         response = connection.getresponse()
@@ -258,12 +263,61 @@ def test_the_proxy_refuses_anything_but_a_prediction(page, path, headers):
     assert FakeTorchServe.seen == []
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"},  # any other site's fetch or form
+        {"Origin": "http://127.0.0.1:1", "Sec-Fetch-Site": "same-site"},  # another port of this machine
+        {"Origin": "null"},  # a sandboxed frame or a data: page
+        {},  # no Origin: browsers send one on every POST, so this is no page's call
+        {"Sec-Fetch-Site": "cross-site"},  # the Origin right, but the browser says the call is cross-site
+        {"Host": "rebound.example:{port}", "Origin": "http://rebound.example:{port}"},  # a DNS-rebound name
+    ],
+    ids=["cross-site", "other-port", "null", "no-origin", "cross-site-fetch", "rebound-host"],
+)
+def test_the_proxy_answers_the_page_origin_only(page, headers):
+    sent = {"Content-Type": "application/json", "Origin": f"http://127.0.0.1:{page}", "Host": f"127.0.0.1:{page}"}
+    sent.update({k: v.replace("{port}", str(page)) for k, v in headers.items()})
+    if not headers:
+        del sent["Origin"]
+    connection = http.client.HTTPConnection("127.0.0.1", page, timeout=10)
+    try:
+        connection.putrequest("POST", "/predictions/sentiment-bigram", skip_host=True)
+        for name, value in {"Content-Length": "2", **sent}.items():
+            connection.putheader(name, value)
+        connection.endheaders(b"{}")
+        response = connection.getresponse()
+        assert response.status == 403
+        assert json.loads(response.read())["error"]["code"] == "forbidden"
+    finally:
+        connection.close()
+    assert FakeTorchServe.seen == []
+
+
+@pytest.mark.parametrize("origin", ["http://127.0.0.1:{port}", "http://localhost:{port}"])
+def test_the_page_origin_is_answered_by_either_loopback_name(page, origin):
+    origin = origin.format(port=page)
+    headers = {"Origin": origin, "Host": origin.removeprefix("http://"), "Sec-Fetch-Site": "same-origin"}
+    response, _ = fetch(page, "/predictions/sentiment-bigram", "POST", body=b"{}", Content_Type="application/json",
+                        **headers)  # fmt: skip
+    assert response.status == 200
+
+
+def test_the_proxy_passes_json_only(page):
+    """text/plain is what a cross-site simple request can send; the page sends JSON."""
+    response, body = fetch(
+        page, "/predictions/sentiment-bigram", "POST", body=b"fine", **{**own(page), "Content-Type": "text/plain"}
+    )
+    assert response.status == 415 and json.loads(body)["error"]["code"] == "unsupported_media_type"
+    assert FakeTorchServe.seen == []
+
+
 def test_the_proxy_says_unreachable_when_torchserve_is_down(files):
     dead = ThreadingHTTPServer(("127.0.0.1", 0), FakeTorchServe)
     port = dead.server_address[1]
     dead.server_close()  # nothing listens there now
     with running(web.make_server(0, f"http://127.0.0.1:{port}", files / "absent.json")) as page:
-        response, body = fetch(page, "/predictions/sentiment-bigram", "POST", body=b"{}")
+        response, body = fetch(page, "/predictions/sentiment-bigram", "POST", body=b"{}", **own(page))
     assert response.status == 502
     assert json.loads(body) == {"error": {"code": "unreachable"}}
 
