@@ -511,7 +511,9 @@ def read_output(path: Path):
 
 def test_readme_batch(served):
     keys = write_reviews(served.root / "reviews.jsonl.gz", 30)
-    done = served.run("README.md", "make batch INPUT=reviews.jsonl.gz", timeout=600)
+    holding = "make batch INPUT=reviews.jsonl.gz"
+    command = next(c for c in block("README.md", holding).commands() if holding in c)  # the block's next is excused
+    done = served.sh(served.localised(command), timeout=600)
     assert "starting Spark" in done.stderr
     assert "30 rows: 30 scored, 0 errors" in done.stderr
     rows = read_output(served.root / "out")
