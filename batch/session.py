@@ -20,7 +20,7 @@ DEFAULTS = {
     "spark.ui.showConsoleProgress": "true",
     "spark.python.worker.reuse": "true",  # the model is loaded once per Python worker, not per task
     "spark.sql.execution.arrow.maxRecordsPerBatch": "2048",
-    "spark.sql.shuffle.partitions": "8",
+    "spark.sql.shuffle.partitions": "8",  # both jobs shuffle small groups: Spark's 200 would be mostly empty
     "spark.executorEnv.OMP_NUM_THREADS": "1",
     # Python puts the directory a worker starts in first on its path; started from this repo, the workers would
     # import the working tree's code instead of the archive's (SparkContext.addPyFile puts that zip second)

@@ -37,6 +37,7 @@ from model.bigram_net import ARTIFACTS as BIGRAM_ARTIFACTS
 from model.bigram_net import TORCHSCRIPT_FILE as BIGRAM_FILE
 from model.ece import ECE_BINS, expected_calibration_error
 from model.infer import TORCHSCRIPT_FILE, load_scorer
+from model.logit import is_positive
 from model.text import token_ids
 from serving.bundle import ARTIFACTS, DIST, BundleConfig, evaluation_splits, torch_logits
 from serving.server import launch
@@ -57,7 +58,7 @@ def split_report(
     p_raw, p_cal = calibration.sigmoid(int8), calibration.sigmoid(slope * int8 + intercept)
     conf = np.maximum(p_cal, 1 - p_cal)
     # the device's label is its calibrated probability's, as edge.device answers
-    c1, c2 = (p_cal >= 0.5).astype(int) == labels, (phase2 >= 0).astype(int) == labels
+    c1, c2 = (p_cal >= 0.5).astype(int) == labels, is_positive(phase2).astype(int) == labels
     points = threshold.cascade_curve(conf, c1, c2)
     routed = threshold.deferred(conf, shipped)
     cascade_correct = np.where(routed, c2, c1)
@@ -65,10 +66,10 @@ def split_report(
     return {
         "split": name,
         "reviews": len(labels),
-        "phase1_fp32_accuracy": round(float(((fp32 >= 0).astype(int) == labels).mean()), 4),
+        "phase1_fp32_accuracy": round(float((is_positive(fp32).astype(int) == labels).mean()), 4),
         "phase1_int8_accuracy": round(float(c1.mean()), 4),
         "phase2_accuracy": round(float(c2.mean()), 4),
-        "label_flip_rate_int8_vs_fp32": round(float(((fp32 >= 0) != (int8 >= 0)).mean()), 5),
+        "label_flip_rate_int8_vs_fp32": round(float((is_positive(fp32) != is_positive(int8)).mean()), 5),
         "ece_before": round(expected_calibration_error(p_raw, labels), 4),
         "ece_after": round(expected_calibration_error(p_cal, labels), 4),
         "log_loss_before": round(calibration.log_loss(p_raw, labels), 4),

@@ -8,7 +8,6 @@ catalogue's valid texts).
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from handler.codec import sigmoid
 from handler.settings import Limits
 
 MODEL_FILE = "model.onnx"
@@ -70,7 +70,7 @@ class DeviceScore:
 
 def confidence(logit: float) -> float:
     """max(p, 1 - p) of a logit: sigmoid(|logit|)."""
-    return 1.0 / (1.0 + math.exp(-abs(logit)))
+    return sigmoid(abs(logit))
 
 
 def load_tokenizer(path: Path, max_tokens: int) -> Tokenizer:

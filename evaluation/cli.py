@@ -169,10 +169,10 @@ def summary_text(outcome) -> str:
 
 
 def spark_settings(master: str | None, extra: dict[str, str], app: str = "sentiment-evaluation"):
-    """The job's Spark session settings: UTC for label times without a zone, few shuffle partitions for small
-    groups, and no local tuning: that serves the batch job's Python workers, and this job has none; its work is
-    the JVM's, which the tuning's C1-only JIT would slow down."""
+    """The job's Spark session settings: UTC for label times without a zone (the shuffle partitions are
+    batch.session's DEFAULTS, shared by both jobs), and no local tuning: that serves the batch job's Python
+    workers, and this job has none; its work is the JVM's, which the tuning's C1-only JIT would slow down."""
     from batch.settings import SparkSettings
 
-    conf = {"spark.sql.session.timeZone": "UTC", "spark.sql.shuffle.partitions": "8", **extra}
+    conf = {"spark.sql.session.timeZone": "UTC", **extra}
     return SparkSettings(master, app, conf, local_tuning=False)

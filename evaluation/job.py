@@ -21,9 +21,10 @@ from pyspark.sql.types import DoubleType, LongType, StringType, StructField, Str
 from evaluation import feedback
 from evaluation.keys import canonical_column, json_text_column, typed_column
 from evaluation.metrics import EPS, Stats
-from evaluation.reference import AUDITED_PREFIX, DEVICE_PREFIX, Model, new_stats
+from evaluation.reference import AUDITED_PREFIX, DEVICE_PREFIX, ArchiveReference, new_stats
 from model.baseline import SCORE_BINS
 from model.ece import ECE_BINS
+from model.logit import POSITIVE_FROM  # the label rule, as a column expression: Spark cannot call it per row
 
 logger = logging.getLogger(__name__)
 CORRUPT = "_corrupt_record"
@@ -255,18 +256,20 @@ def _bin(x: Column, edges: list[float]) -> Column:
     return sum((F.when(x >= F.lit(float(e)), 1).otherwise(0) for e in edges), F.lit(0))
 
 
-def _expected_correct(models: dict[tuple[str, str], Model]) -> Column:
+def _expected_correct(models: dict[tuple[str, str], ArchiveReference]) -> Column:
     logit = F.col("positive_review_logits")
-    by_model = {
+    by_model = {  # model.platt.Calibration.probability as a column: held to it by tests/evaluation/test_job.py
         v: F.lit(1.0) / (F.lit(1.0) + F.exp(-(F.lit(m.calibration.slope) * logit + F.lit(m.calibration.intercept))))
         for v, m in models.items()
         if m.calibration is not None
     }
     p = _case(by_model, F.col("positive_review_probability"))
-    return F.when(logit >= 0, p).otherwise(F.lit(1.0) - p)
+    return F.when(logit >= POSITIVE_FROM, p).otherwise(F.lit(1.0) - p)
 
 
-def aggregate(spark: SparkSession, inputs: Inputs, window_s: int, models: dict[tuple[str, str], Model]) -> Aggregates:
+def aggregate(
+    spark: SparkSession, inputs: Inputs, window_s: int, models: dict[tuple[str, str], ArchiveReference]
+) -> Aggregates:
     spark.conf.set("spark.sql.session.timeZone", "UTC")  # label times without a zone are UTC, as in the reference
     frames, torn = [], F.lit(0)
     if inputs.captures is not None and Path(inputs.captures).exists():
@@ -291,7 +294,11 @@ def aggregate(spark: SparkSession, inputs: Inputs, window_s: int, models: dict[t
 
 
 def _aggregate(
-    spark: SparkSession, predictions: DataFrame, inputs: Inputs, window_s: int, models: dict[tuple[str, str], Model]
+    spark: SparkSession,
+    predictions: DataFrame,
+    inputs: Inputs,
+    window_s: int,
+    models: dict[tuple[str, str], ArchiveReference],
 ) -> Aggregates:
     """Seven Spark jobs over the cached predictions, each returning a handful of rows per window x model x
     version."""
@@ -313,7 +320,7 @@ def _aggregate(
         count(F.col("torn") == 0).alias("predictions"),
         count(F.col("torn") == 1).alias("torn"),
         count((F.col("torn") == 0) & F.col("error").isNotNull()).alias("errors"),
-        count(answered_row & (F.col("positive_review_logits") >= 0)).alias("pos"),
+        count(answered_row & (F.col("positive_review_logits") >= POSITIVE_FROM)).alias("pos"),
         count(keyed_row).alias("keyed_answered"),
         F.sum(F.when(answered_row, _expected_correct(models))).alias("estimated"),
         F.sum(F.when(answered_row, F.pow(_expected_correct(models), 2))).alias("estimated_sq"),
@@ -428,13 +435,13 @@ def _key_counts(by_key: DataFrame, keyed_answered: int) -> dict:
     return counts
 
 
-def _joined(by_key: DataFrame, group: list[str], models: dict[tuple[str, str], Model], at) -> None:
+def _joined(by_key: DataFrame, group: list[str], models: dict[tuple[str, str], ArchiveReference], at) -> None:
     """The quality sums and calibration bins (one job), and the exact AUC (another), of the deduplicated keyed
     predictions per window x model x version."""
     joined = by_key.where(F.col("prediction_id").isNotNull())
     p = F.col("positive_review_probability")
     y = F.col("label")
-    predicted = F.col("positive_review_logits") >= 0
+    predicted = F.col("positive_review_logits") >= POSITIVE_FROM  # model.logit.is_positive
     clipped = F.least(F.greatest(p, F.lit(EPS)), F.lit(1 - EPS))
 
     def count(condition: Column) -> Column:
@@ -442,7 +449,7 @@ def _joined(by_key: DataFrame, group: list[str], models: dict[tuple[str, str], M
 
     ece_bin = F.least(F.floor(p * ECE_BINS), F.lit(ECE_BINS - 1)).alias("bin")
     quality = joined.groupBy(*group, ece_bin).agg(
-        F.count("*").alias("keyed"),
+        F.count("*").alias("distinct_keys"),
         count(y.isNotNull()).alias("labeled"),
         count(predicted & (y == 1)).alias("tp"),
         count(predicted & (y == 0)).alias("fp"),
@@ -456,7 +463,7 @@ def _joined(by_key: DataFrame, group: list[str], models: dict[tuple[str, str], M
     )
     for row in quality.collect():
         s, b = at(row), int(row["bin"])
-        s.keyed += row["keyed"]
+        s.distinct_keys += row["distinct_keys"]
         s.labeled += row["labeled"]
         s.tp, s.fp, s.tn, s.fn = s.tp + row["tp"], s.fp + row["fp"], s.tn + row["tn"], s.fn + row["fn"]
         s.log_loss_sum += row["log_loss"] or 0.0

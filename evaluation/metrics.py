@@ -32,7 +32,7 @@ class Stats:
 
     predictions: int = 0  # records: answered and refused
     errors: int = 0  # refused instances (error records)
-    keyed: int = 0  # answered predictions that carry a key
+    distinct_keys: int = 0  # answered predictions that carry a key, one per key (its latest answer)
     labeled: int = 0  # answered, keyed, deduplicated predictions with a label
     tp: int = 0
     fp: int = 0
@@ -181,9 +181,9 @@ def finish(stats: Stats, baseline: dict | None, min_labels: int) -> dict:
         "predictions": s.predictions,
         "errors": s.errors,
         "error_rate": ratio(s.errors, s.predictions),
-        "keyed": s.keyed,
+        "keyed": s.distinct_keys,  # the column keeps its published name
         "labeled": s.labeled,
-        "label_coverage": ratio(s.labeled, s.keyed),
+        "label_coverage": ratio(s.labeled, s.distinct_keys),
         "positive_rate": ratio(s.predicted_positive, answered),
         "estimated_accuracy": ratio(s.estimated_correct_sum, answered),
         "baseline_estimated_accuracy": baseline.get("estimated_accuracy") if baseline else None,
@@ -191,7 +191,7 @@ def finish(stats: Stats, baseline: dict | None, min_labels: int) -> dict:
     }
     for name, (k, n) in {
         "error_rate": (s.errors, s.predictions),
-        "label_coverage": (s.labeled, s.keyed),
+        "label_coverage": (s.labeled, s.distinct_keys),
         "accuracy": (s.tp + s.tn, s.labeled),
         "precision": (s.tp, s.tp + s.fp),
         "recall": (s.tp, s.tp + s.fn),

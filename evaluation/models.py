@@ -11,7 +11,7 @@ import logging
 import zipfile
 from pathlib import Path
 
-from evaluation.reference import Model
+from evaluation.reference import ArchiveReference
 from model.baseline import BASELINE_FILE
 from model.platt import CALIBRATION_FILE, Calibration
 
@@ -34,14 +34,14 @@ def archives(model_store: Path, name: str | None = None) -> dict[tuple[str, str]
     return out
 
 
-def read(archive: Path) -> Model:
+def read(archive: Path) -> ArchiveReference:
     with zipfile.ZipFile(archive) as z:
         names = set(z.namelist())
         baseline = json.loads(z.read(BASELINE_FILE)) if BASELINE_FILE in names else None
         calibration = Calibration(**json.loads(z.read(CALIBRATION_FILE))) if CALIBRATION_FILE in names else None
-    return Model(baseline, calibration)
+    return ArchiveReference(baseline, calibration)
 
 
-def load(model_store: Path, name: str | None = None) -> dict[tuple[str, str], Model]:
+def load(model_store: Path, name: str | None = None) -> dict[tuple[str, str], ArchiveReference]:
     """Each model version's baseline and calibration, from its own archive."""
     return {model: read(path) for model, path in archives(model_store, name).items()}

@@ -31,6 +31,7 @@ from evaluation.keys import canonical
 from evaluation.metrics import EPS, Stats, auc_from_value_counts, log_loss_term
 from model import ece as calibration_error
 from model.baseline import SCORE_BINS, bin_of, fine_bin
+from model.logit import is_positive
 from model.platt import Calibration
 
 DEFAULT_MODEL = "sentiment"  # the model of a batch output or record that does not name one (older files)
@@ -39,7 +40,7 @@ AUDITED_PREFIX = "audited-"  # + the server's version: its answers to the same r
 
 
 @dataclass(frozen=True)
-class Model:
+class ArchiveReference:
     """What the evaluation knows of one version: its archive's baseline and calibration (None: not shipped)."""
 
     baseline: dict | None
@@ -111,7 +112,7 @@ def model_of(record: dict) -> tuple[str, str]:
 
 
 def evaluate(
-    predictions: list[dict], label_rows: list[dict], window_s: int, models: dict[tuple[str, str], Model]
+    predictions: list[dict], label_rows: list[dict], window_s: int, models: dict[tuple[str, str], ArchiveReference]
 ) -> tuple[dict[tuple[int, str, str], Stats], dict]:
     """Stats per (window start, model, version), and the run's counts (report.json's `inputs`)."""
     predictions = [row for record in predictions for row in (record, *audit_rows(record))]
@@ -139,7 +140,7 @@ def evaluate(
     for (key, *model), record in latest.items():
         group = (window_of(record["_t"], window_s), *model)
         s = stats[group]
-        s.keyed += 1
+        s.distinct_keys += 1
         label = labels.latest.get(key)
         if label is None:
             continue
@@ -165,7 +166,7 @@ def evaluate(
     return stats, counts
 
 
-def new_stats(model: Model | None) -> Stats:
+def new_stats(model: ArchiveReference | None) -> Stats:
     s = Stats()
     if model is not None and model.baseline is not None:
         s.score_bins = [0] * (len(model.baseline["score_edges"]) + 1)
@@ -174,17 +175,17 @@ def new_stats(model: Model | None) -> Stats:
     return s
 
 
-def expected_correct(record: dict, model: Model | None) -> float:
+def expected_correct(record: dict, model: ArchiveReference | None) -> float:
     """The calibrated probability that the predicted label is right (the raw probability without a calibration)."""
     logit = record["positive_review_logits"]
     p = model.calibration.probability(logit) if model and model.calibration else record["positive_review_probability"]
-    return p if logit >= 0 else 1 - p
+    return p if is_positive(logit) else 1 - p
 
 
-def traffic(s: Stats, record: dict, model: Model | None) -> None:
+def traffic(s: Stats, record: dict, model: ArchiveReference | None) -> None:
     """What every answered prediction adds: the positive rate, the estimate, the drift histograms."""
     p = record["positive_review_probability"]
-    s.predicted_positive += record["positive_review_logits"] >= 0
+    s.predicted_positive += is_positive(record["positive_review_logits"])
     c = expected_correct(record, model)
     s.estimated_correct_sum += c
     s.estimated_correct_sq_sum += c * c
@@ -197,10 +198,10 @@ def traffic(s: Stats, record: dict, model: Model | None) -> None:
         s.unknown_bins[bin_of(b["unknown_edges"], record["unknown_token_fraction"])] += 1
 
 
-def joined(s: Stats, record: dict, label: int, model: Model | None) -> None:
+def joined(s: Stats, record: dict, label: int, model: ArchiveReference | None) -> None:
     """What a labeled prediction adds: the confusion matrix, log loss, Brier score and calibration bins."""
     p = record["positive_review_probability"]
-    predicted = record["positive_review_logits"] >= 0
+    predicted = is_positive(record["positive_review_logits"])
     s.labeled += 1
     s.tp += predicted and label == 1
     s.fp += predicted and label == 0

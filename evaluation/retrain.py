@@ -37,6 +37,7 @@ from evaluation import captures as capture_files
 from evaluation import feedback
 from evaluation.keys import canonical
 from evaluation.reference import labels_of
+from model.logit import is_positive
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +168,7 @@ def accuracy_of(archive: Path, texts: list[str], labels: list[int]) -> list[bool
         right = []
         for start in range(0, len(texts), 512):
             chunk = score(scorer, texts[start : start + 512])
-            right += [(s.logit >= 0) == bool(y) for s, y in zip(chunk, labels[start : start + 512], strict=True)]
+            right += [is_positive(s.logit) == bool(y) for s, y in zip(chunk, labels[start : start + 512], strict=True)]
     return right
 
 

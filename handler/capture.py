@@ -30,7 +30,7 @@ from json.encoder import encode_basestring_ascii as _string  # json.dumps' own e
 from pathlib import Path
 from typing import NamedTuple
 
-from handler.codec import Audit, Instance, encode, key_json, sigmoid
+from handler.codec import Audit, Instance, encode, key_json, label, sigmoid
 from handler.errors import ServingError
 from handler.settings import CaptureSettings
 
@@ -103,7 +103,7 @@ def record(item: Item, model_name: str, version: str, when: float | str, max_tok
         "time": when if isinstance(when, str) else utc(when),
         "positive_review_probability": sigmoid(item.logit) if answered else None,
         "positive_review_logits": item.logit,
-        "label": ("positive" if item.logit >= 0.0 else "negative") if answered else None,
+        "label": label(item.logit) if answered else None,
         "chars": item.chars,
         "tokens": item.tokens,
         "truncated": item.tokens >= max_tokens if answered else None,  # at the cap: the tail was cut off
@@ -120,7 +120,7 @@ def record(item: Item, model_name: str, version: str, when: float | str, max_tok
     return out
 
 
-class Model(NamedTuple):
+class ModelFields(NamedTuple):
     """The model a writer's records are of, with its two fields as JSON text, written once."""
 
     name: str
@@ -128,11 +128,11 @@ class Model(NamedTuple):
     fields: str
 
     @classmethod
-    def of(cls, name: str, version: str) -> Model:
+    def of(cls, name: str, version: str) -> ModelFields:
         return cls(name, version, f'"model_name": {_string(name)}, "model_version": {_string(version)}')
 
 
-def line(item: Item, model: Model, stamp: str, max_tokens: int) -> str:
+def line(item: Item, model: ModelFields, stamp: str, max_tokens: int) -> str:
     """`json.dumps(record(...))`, byte for byte (tested), from a template for what nearly every record is: an
     answered instance without audit or text. A third of the general path's cost, paid in the worker's process
     for every instance it answers; the others take the general path."""
@@ -144,7 +144,7 @@ def line(item: Item, model: Model, stamp: str, max_tokens: int) -> str:
         f'{{"prediction_id": {_string(item.prediction_id)}, "key": '
         f"{_string(key) if isinstance(key, str) else key_json(key)}, {model.fields}, "
         f'"time": "{stamp}", "positive_review_probability": {sigmoid(logit)!r}, "positive_review_logits": '
-        f'{logit!r}, "label": "{"positive" if logit >= 0.0 else "negative"}", "chars": {item.chars}, '
+        f'{logit!r}, "label": "{label(logit)}", "chars": {item.chars}, '
         f'"tokens": {tokens}, "truncated": {"true" if tokens >= max_tokens else "false"}, '
         f'"unknown_token_fraction": {(item.unknown_tokens / tokens if tokens else 1.0)!r}, "error": null}}'
     )
@@ -183,7 +183,7 @@ class CaptureWriter:
         self.max_tokens = max_tokens
         self.directory = resolve(settings.directory)
         self.file_name = f"{socket.gethostname()}-{os.getpid()}.jsonl"
-        self.model = Model.of(model_name, version)
+        self.model = ModelFields.of(model_name, version)
         self.private = settings.capture_text  # files holding review text: owner only
         self.lost = 0  # records not written: a write failed (full disk, read-only or deleted directory, ...)
         self.dropped = 0  # records not queued: the writer fell `queue_batches` behind

@@ -38,6 +38,7 @@ from typing import Protocol
 
 from handler.errors import ServingError
 from handler.settings import Limits
+from model.logit import label, sigmoid  # the label rule's one home; re-exported: callers import it from here
 
 
 class Number(float):
@@ -332,14 +333,6 @@ class Scored(Protocol):
     unknown_fraction: float
 
 
-def sigmoid(logit: float) -> float:
-    """Numerically stable logistic function."""
-    if logit >= 0:
-        return 1.0 / (1.0 + math.exp(-logit))
-    z = math.exp(logit)
-    return z / (1.0 + z)
-
-
 def prediction_values(score: Scored, version: str) -> tuple:
     """The prediction object's values, in PREDICTION_FIELDS' order: what `prediction` answers, without a dict
     per review for the batch job, which turns them into columns."""
@@ -347,7 +340,7 @@ def prediction_values(score: Scored, version: str) -> tuple:
     return (
         sigmoid(logit),
         logit,
-        "positive" if logit >= 0.0 else "negative",
+        label(logit),
         round(unknown, 4),
         unknown > OUT_OF_VOCABULARY,
         version,

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from model.config import ARTIFACTS
 from model.ece import expected_calibration_error
+from model.logit import is_positive, sigmoid
 from model.platt import CALIBRATION_FILE, Calibration, fit
 
 logger = logging.getLogger(__name__)
@@ -57,24 +58,21 @@ def fractions(edges, values) -> list[float]:
     return [c / len(values) for c in counts]
 
 
-def sigmoid(logit: float) -> float:
-    return 1.0 / (1.0 + math.exp(-logit)) if logit >= 0 else math.exp(logit) / (1.0 + math.exp(logit))
-
-
 def build(logits: list[float], tokens: list[int], unknown: list[int], labels: list[int], cal: Calibration) -> dict:
     probs = [sigmoid(x) for x in logits]
     score_edges = quantile_edges(probs)
     token_edges = quantile_edges([float(t) for t in tokens])
     unknown_fraction = [u / t if t else 1.0 for u, t in zip(unknown, tokens, strict=True)]
-    correct = [int((x >= 0) == bool(y)) for x, y in zip(logits, labels, strict=True)]
+    correct = [int(is_positive(x) == bool(y)) for x, y in zip(logits, labels, strict=True)]
     calibrated = [cal.probability(x) for x in logits]
     return {
         "n": len(logits),
         "accuracy": sum(correct) / len(correct),
         "ece": expected_calibration_error(probs, labels),
         "calibrated_ece": expected_calibration_error(calibrated, labels),
-        "estimated_accuracy": sum(c if x >= 0 else 1 - c for c, x in zip(calibrated, logits, strict=True)) / len(probs),
-        "positive_rate": sum(1 for x in logits if x >= 0) / len(logits),
+        "estimated_accuracy": sum(c if is_positive(x) else 1 - c for c, x in zip(calibrated, logits, strict=True))
+        / len(probs),
+        "positive_rate": sum(1 for x in logits if is_positive(x)) / len(logits),
         "label_positive_rate": sum(labels) / len(labels),
         "score_edges": score_edges,
         "score_fractions": fractions(score_edges, probs),

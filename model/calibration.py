@@ -1,6 +1,7 @@
-"""The logistic function and the log loss, as pure numpy functions: the bundle build and the two-phase report
-measure the one calibration the product fits (model/platt.py, calibration.json) with them and with model/ece.py's
-expected calibration error. The two-phase threshold is model/threshold.py's."""
+"""The logistic function (model.logit.sigmoid over arrays, tests/unit/test_logit.py) and the log loss, as pure
+numpy functions: the bundle build and the two-phase report measure the one calibration the product fits
+(model/platt.py, calibration.json) with them and with model/ece.py's expected calibration error. The
+two-phase threshold is model/threshold.py's."""
 
 from __future__ import annotations
 

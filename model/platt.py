@@ -9,9 +9,10 @@ and shipped in the archive beside the model (calibration.json). Applying it need
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from model.logit import sigmoid
 
 CALIBRATION_FILE = "calibration.json"
 
@@ -23,8 +24,7 @@ class Calibration:
     fitted_on: int  # validation reviews
 
     def probability(self, logit: float) -> float:
-        z = self.slope * logit + self.intercept
-        return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+        return sigmoid(self.slope * logit + self.intercept)
 
     def save(self, path: Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n")

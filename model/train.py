@@ -21,6 +21,7 @@ from tqdm import tqdm
 from model import baseline
 from model.config import ARTIFACTS, ModelConfig
 from model.data import DATA_DIR, SST2_DEV, read_sst2, training_rows
+from model.logit import is_positive
 from model.net import SentimentNet
 from model.text import UNK, build_tokenizer, pack, save_tokenizer, token_ids
 
@@ -36,7 +37,7 @@ def evaluate(net: SentimentNet, ids: list[list[int]], labels: list[int], batch_s
             logits = net(*pack(ids[start : start + batch_size]))
             target = torch.tensor(labels[start : start + batch_size], dtype=torch.float32)
             total_loss += F.binary_cross_entropy_with_logits(logits, target, reduction="sum").item()
-            correct += ((logits > 0).long() == target.long()).sum().item()
+            correct += (is_positive(logits).long() == target.long()).sum().item()
     return total_loss / len(ids), correct / len(ids)
 
 

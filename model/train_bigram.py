@@ -30,6 +30,7 @@ from model import baseline
 from model.bigram_net import ARTIFACTS, TORCHSCRIPT_FILE, BigramConfig, BigramNet, file_sha256
 from model.config import ModelConfig
 from model.data import IMDB_TRAIN, SST2_DEV, book_split, read_jsonl, read_sst2, training_rows
+from model.logit import is_positive
 from model.text import UNK, encode_batch, load_tokenizer, token_ids
 from model.train import training_cli
 
@@ -142,8 +143,8 @@ def train(cfg: BigramConfig, data_dir: Path, out: Path, tokenizer_dir: Path = TO
     cfg.to_json(out / "config.json")
     trace(net, tokenizer, cfg.max_tokens, out / TORCHSCRIPT_FILE)
     metrics = {
-        "val_accuracy": round(float(((val_logits >= 0) == y_val).mean()), 4),
-        "sst2_dev_accuracy": round(float(((sst_logits >= 0) == np.array(sst_labels)).mean()), 4),
+        "val_accuracy": round(float((is_positive(val_logits) == y_val).mean()), 4),
+        "sst2_dev_accuracy": round(float((is_positive(sst_logits) == np.array(sst_labels)).mean()), 4),
         "train_reviews": sum(1 for r in train_rows if r["register"] == "imdb"),
         "train_sst2_phrases": sum(1 for r in train_rows if r["register"] == "sst2"),
         "val_reviews": len(val_rows),

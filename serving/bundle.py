@@ -41,6 +41,7 @@ from model.data import DATA_DIR, IMDB_TRAIN, SST2_DEV, book_split, read_jsonl, r
 from model.ece import expected_calibration_error
 from model.export import load_eager
 from model.infer import TOKENIZER_DIR, load_scorer
+from model.logit import is_positive
 from model.onnx_export import DeviceNet, export, pad
 from model.platt import CALIBRATION_FILE, Calibration
 from model.text import pack, token_ids
@@ -114,7 +115,7 @@ def session(path: Path, threads: int = 1) -> ort.InferenceSession:
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    return float(((np.asarray(logits) >= 0).astype(int) == labels).mean())
+    return float((is_positive(np.asarray(logits)).astype(int) == labels).mean())
 
 
 def fitted_to(artifacts: Path, bigram_artifacts: Path) -> dict[str, str]:
@@ -152,7 +153,7 @@ def calibrate(
     p_after = calibration.sigmoid(fitted_calibration.slope * int8 + fitted_calibration.intercept)
     confidences = np.maximum(p_after, 1 - p_after)
     phase1_correct = (p_after >= 0.5).astype(int) == val.labels  # the device's label: its calibrated probability's
-    phase2_correct = (torch_logits(phase2, val_ids) >= 0).astype(int) == val.labels
+    phase2_correct = is_positive(torch_logits(phase2, val_ids)).astype(int) == val.labels
     chosen = threshold.select_threshold(confidences, phase1_correct, phase2_correct, cfg.tolerance)
     fitted = {
         "threshold": round(chosen.threshold, 6),
@@ -173,7 +174,7 @@ def calibrate(
                 "table": "int8, one fp32 scale per row (max |w| / 127)",
                 "accuracy_fp32": round(accuracy(fp32, val.labels), 4),
                 "accuracy_int8": round(accuracy(int8, val.labels), 4),
-                "label_flip_rate": round(float(((fp32 >= 0) != (int8 >= 0)).mean()), 5),
+                "label_flip_rate": round(float((is_positive(fp32) != is_positive(int8)).mean()), 5),
                 "max_abs_logit_change": round(float(np.abs(fp32 - int8).max()), 5),
             },
             "threshold": {

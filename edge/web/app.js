@@ -42,7 +42,7 @@ async function load() {
 }
 
 function sigmoid(logit) {
-  // handler.codec.sigmoid: stable for large |logit|
+  // model/logit.py's sigmoid and label rule, copied: tests/integration/test_browser.py holds the two together
   if (logit >= 0) return 1 / (1 + Math.exp(-logit));
   const z = Math.exp(logit);
   return z / (1 + z);

@@ -30,7 +30,7 @@ import websockets.sync.client as websockets_sync
 
 from bench.reviews import load_reviews
 from edge.device import DeviceModel
-from handler.codec import sigmoid
+from handler.codec import label, sigmoid
 from serving import web
 from serving.server import free_ports
 from tests.conftest import MAKE_ENV, ROOT, requires
@@ -276,7 +276,7 @@ def test_ids_and_probabilities_equal_the_python_device_runtime(browser, page, de
             for (const text of {json.dumps(texts)}) {{
                 const t0 = performance.now();
                 const s = await window.phase1.score(text);
-                out.push({{ids: s.ids, p: s.probability, ms: performance.now() - t0}});
+                out.push({{ids: s.ids, p: s.probability, label: s.label, ms: performance.now() - t0}});
             }}
             return out; }})()""",
         timeout=120,
@@ -285,6 +285,7 @@ def test_ids_and_probabilities_equal_the_python_device_runtime(browser, page, de
     assert [g["ids"] for g in got] == device.token_ids(texts)
     worst = max(abs(g["p"] - sigmoid(s.logit)) for g, s in zip(got, want, strict=True))
     assert worst < 1e-5, f"largest probability difference {worst:.2e}"
+    assert [g["label"] for g in got] == [label(s.logit) for s in want]  # app.js's copy of model/logit.py's rule
     latencies = [g["ms"] for g in got]
     report["phase1"] = {
         "reviews": len(texts),

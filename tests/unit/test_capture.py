@@ -239,7 +239,7 @@ def test_a_line_is_the_json_of_its_record(key, request_id, logit, tokens, unknow
     audit = Audit(0.25, "1.0") if audited else None
     error = None if logit is not None else "invalid_text"
     item = Item(f"{request_id}:0", key, chars, logit, tokens, min(unknown, tokens), error, text, audit)
-    model = capture.Model.of("sentiment-ü", '1.0"')
+    model = capture.ModelFields.of("sentiment-ü", '1.0"')
     stamp = capture.utc(1_796_000_000.5)
     assert capture.line(item, model, stamp, 1024) == json.dumps(
         capture.record(item, "sentiment-ü", '1.0"', stamp, 1024)

@@ -12,7 +12,7 @@ import pytest
 from evaluation import alerts, feedback, metrics, reference
 from evaluation.keys import canonical
 from evaluation.metrics import Stats, finish, wilson
-from evaluation.reference import Model
+from evaluation.reference import ArchiveReference
 from model.baseline import bin_of, build, fine_bin, quantile_edges, sigmoid
 from model.ece import ECE_BINS
 from model.platt import Calibration, fit
@@ -40,8 +40,10 @@ def joined_pairs(n: int = 400, seed: int = 1) -> tuple[list[dict], list[dict], l
     return records, label_rows, ys, ps
 
 
-def one_row(records, label_rows, model: Model | None = None) -> tuple[dict, Stats]:
-    stats, _ = reference.evaluate(records, label_rows, 3600, {("sentiment", "1.0"): model or Model(None, None)})
+def one_row(records, label_rows, model: ArchiveReference | None = None) -> tuple[dict, Stats]:
+    stats, _ = reference.evaluate(
+        records, label_rows, 3600, {("sentiment", "1.0"): model or ArchiveReference(None, None)}
+    )
     [s] = stats.values()
     return finish(s, model.baseline if model else None, min_labels=10), s
 
@@ -120,7 +122,7 @@ def test_a_window_with_few_labels_gets_no_verdict():
 def test_calibrated_estimate_uses_the_shipped_calibration():
     records, label_rows, ys, ps = joined_pairs()
     cal = Calibration(0.5, 0.2, 100)
-    row, _ = one_row(records, label_rows, Model(None, cal))
+    row, _ = one_row(records, label_rows, ArchiveReference(None, cal))
     logits = [r["positive_review_logits"] for r in records]
     expected = [cal.probability(x) if x >= 0 else 1 - cal.probability(x) for x in logits]
     assert row["estimated_accuracy"] == pytest.approx(sum(expected) / len(expected))
@@ -175,7 +177,7 @@ def test_join_rules_latest_label_duplicates_conflicts_unknown_keys_and_retries()
     ]
     stats, counts = reference.evaluate(records, labels, 3600, {})
     first = stats[(reference.window_of(feedback.parse_time("2026-01-01T00:00:00Z"), 3600), "sentiment", "1.0")]
-    assert (first.predictions, first.errors, first.keyed, first.labeled, first.tp) == (5, 1, 2, 2, 2)
+    assert (first.predictions, first.errors, first.distinct_keys, first.labeled, first.tp) == (5, 1, 2, 2, 2)
     later = reference.window_of(feedback.parse_time("2026-01-01T01:00:00Z"), 3600)
     assert stats[(later, "sentiment", "2.0")].tp == 1
     assert counts["retries"] == 1 and counts["duplicate_label_keys"] == 2 and counts["conflicting_label_keys"] == 1
