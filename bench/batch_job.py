@@ -62,7 +62,7 @@ def read_texts(path: Path, n: int) -> list[str]:
 
 
 def jsonl_line(key: int, text: str) -> str:
-    """One input line, without its newline (bench/batch_overhead.py profiles the same lines)."""
+    """One input line, without its newline."""
     return json.dumps({"key": key, "text": text})  # the job's default key field
 
 

@@ -3,8 +3,6 @@ rather than minutes into `make bench`."""
 
 from __future__ import annotations
 
-import gzip
-import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -75,17 +73,6 @@ def test_litserve_peer_answers_as_the_handler_does(model_dir):
         assert refused.status_code == 401
     finally:
         server.stop()
-
-
-def test_batch_overhead_times_the_jobs_function_against_the_bare_model(mar_path, tmp_path):
-    from bench import batch_overhead
-
-    data = tmp_path / "reviews.jsonl.gz"
-    with gzip.open(data, "wt", encoding="utf-8") as f:
-        f.writelines(json.dumps({"id": i, "text": review}) + "\n" for i, review in enumerate(load_reviews(5)))
-    result = batch_overhead.measure(mar_path, data, rows=12, repeats=2, batch_size=4, top=3)
-    assert set(result["cpu_us_per_row"]) == {"batch_fn", "values", "ceiling"}
-    assert len(result["overhead_each_round"]) == 2 and len(result["profile_batch_fn"]) == 3
 
 
 def test_frontend_variants_are_the_knobs_they_name(tmp_path):
