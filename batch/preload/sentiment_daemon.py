@@ -1,11 +1,8 @@
-"""Spark's Python daemon, with the scoring stack's libraries imported once before it forks the workers.
+"""Spark's Python daemon for the local-master tuning: why it exists and its switch are batch/local.py's (which
+puts this directory on the daemon's path); the comments below say why each step is here.
 
-pyspark.daemon forks every Python worker from one process, so what that process has imported, each worker has
-for free: torch, tokenizers, pyarrow (with pandas, which it imports as it builds its first array) and pyspark's
-own worker, which every worker would otherwise import on its first task, on the cores the scoring needs. Only
-third-party libraries are imported here: the project's own code still comes to the workers from the archive
-(SparkContext.addPyFile), so that what is deployed is what scores. Used for local masters only (batch/local.py
-puts this directory on the daemon's path).
+Only third-party libraries are imported here: the project's own code still comes to the workers from the archive
+(SparkContext.addPyFile), so that what is deployed is what scores.
 """
 
 import gc
