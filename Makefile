@@ -18,13 +18,13 @@ archive_file = model_store/sentiment$(if $(filter $(BASE_VERSION),$(1)),,_$(1)).
 MAR := $(call archive_file,$(BASE_VERSION))
 # the Makefile too: it says which version sentiment.mar carries
 MAR_INPUTS := $(ARTIFACTS)/sentiment.pt $(ARTIFACTS)/config.json $(ARTIFACTS)/baseline.json $(ARTIFACTS)/calibration.json $(wildcard $(ARTIFACTS)/tokenizer/*) \
-	model/__init__.py model/config.py model/text.py model/infer.py $(wildcard handler/*.py) model-config.yaml \
+	model/__init__.py model/config.py model/text.py model/logit.py model/infer.py $(wildcard handler/*.py) model-config.yaml \
 	serving/archive.py Makefile
 # The phase-2 model of the two-phase cascade, served beside sentiment by the same handler
 BIGRAM := model/artifacts_bigram
 BIGRAM_MAR := model_store/sentiment-bigram.mar
 BIGRAM_INPUTS := $(BIGRAM)/bigram.pt $(BIGRAM)/config.json $(BIGRAM)/baseline.json $(BIGRAM)/calibration.json $(ARTIFACTS)/tokenizer/tokenizer.json \
-	model/__init__.py model/config.py model/text.py model/infer.py model/bigram_net.py $(wildcard handler/*.py) \
+	model/__init__.py model/config.py model/text.py model/logit.py model/infer.py model/bigram_net.py $(wildcard handler/*.py) \
 	model-config.yaml serving/archive.py
 # The device bundle (edge/): the int8 ONNX model, the tokenizer, the calibrated settings; not committed
 EDGE_BUNDLE := dist/edge/settings.json

@@ -35,7 +35,7 @@ from model.platt import CALIBRATION_FILE
 
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
-MODEL_MODULES = ("__init__.py", "config.py", "text.py", "infer.py")  # what the handler imports from model/
+MODEL_MODULES = ("__init__.py", "config.py", "text.py", "logit.py", "infer.py")  # what the handler imports from model/
 HANDLER_MODULES = (
     "__init__.py",
     "codec.py",
