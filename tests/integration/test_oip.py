@@ -4,8 +4,6 @@ every answered instance is captured."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
 import time
@@ -213,13 +211,3 @@ def test_the_docs_curl_gets_the_answer_the_docs_show(server):
             assert mine["data"] == pytest.approx(theirs["data"], abs=1e-6)
         else:
             assert mine["data"] == theirs["data"]
-
-
-def test_the_docs_tritonclient_example_prints_what_the_docs_show(server):
-    code = re.search(r"```python\n(import numpy.*?)```", docs_section(), re.S).group(1)
-    shown = re.search(r"^# (\[.*)$", code, re.M).group(1)
-    address = server.properties["inference_address"].removeprefix("http://")
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        exec(code.replace("127.0.0.1:8080", address), {"TOKEN": server.client.keys()["inference"]})  # noqa: S102
-    assert printed.getvalue().strip() == shown
