@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 
 from handler import settings
-from serving.server import ROOT, read_properties
+from serving.run.server import ROOT, read_properties
 
 JSON = "application/json"
 TEXT = "text/plain"

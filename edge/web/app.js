@@ -86,7 +86,7 @@ async function score(model, text) {
 // edge.cascade.defers: below the threshold, or always from 1 up
 const defers = (confidence, threshold) => threshold >= 1 || confidence < threshold;
 
-// The page's own origin passes the call on to TorchServe and adds the credential (serving/web.py, or the
+// The page's own origin passes the call on to TorchServe and adds the credential (serving/web/dev_server.py, or the
 // deployment's proxy): the page holds no token.
 async function askServer(model, text, cancel) {
   const started = performance.now();

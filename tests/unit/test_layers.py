@@ -31,9 +31,9 @@ BOUNDARIES = {
     "model.train": {"ts", "handler", "serving", "batch", "pyspark"},
     "batch.mar": {"ts", "serving"},
     "batch.scoring": {"ts", "serving", "pyspark"},
-    "serving.client": {"torch", "ts", "transformers", "pyspark"},
-    "serving.server": {"torch", "ts", "transformers", "pyspark"},
-    "serving.web": {"torch", "ts", "transformers", "pyspark", "model", "numpy"},
+    "serving.operate.client": {"torch", "ts", "transformers", "pyspark"},
+    "serving.run.server": {"torch", "ts", "transformers", "pyspark"},
+    "serving.web.dev_server": {"torch", "ts", "transformers", "pyspark", "model", "numpy"},
     # two-phase prediction: the device runs onnxruntime + tokenizers and the codec, nothing of the server side
     "edge.device": {"torch", "ts", "transformers", "model", "serving", "batch", "pyspark", "requests"},
     "edge.cascade": {"torch", "ts", "transformers", "model", "serving", "batch", "pyspark", "requests"},
@@ -42,7 +42,7 @@ BOUNDARIES = {
     "model.threshold": {"torch", "ts", "handler", "serving", "batch", "edge", "pyspark"},
     "model.onnx_export": {"ts", "handler", "serving", "batch", "edge", "pyspark"},
     "model.train_bigram": {"ts", "handler", "serving", "batch", "edge", "pyspark"},
-    "serving.bundle": {"ts", "batch", "edge", "pyspark"},
+    "serving.build.bundle": {"ts", "batch", "edge", "pyspark"},
 }
 
 

@@ -1,4 +1,5 @@
-"""serving/web.py without a browser: gzip only when the client accepts it, identity otherwise, ETag revalidation,
+"""serving/web/dev_server.py without a browser:
+gzip only when the client accepts it, identity otherwise, ETag revalidation,
 HEAD, paths that climb out refused, and the prediction proxy passing TorchServe's answer on as it came."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from serving import web
+from serving.web import dev_server as web
 
 APP_JS = b"// the page's module\n" + b"export const x = 1;\n" * 500
 MODEL = bytes(range(256)) * 40

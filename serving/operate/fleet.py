@@ -1,11 +1,11 @@
 """A fleet of TorchServe replicas behind nginx on one machine: started, supervised, managed from one place.
 
-    python -m serving.fleet start [--replicas 3] [--dir fleet] [--port PORT]   # returns when the proxy answers
-    python -m serving.fleet status | describe | stop [--dir fleet]
-    python -m serving.fleet promote model_store/sentiment_2.0.mar             # replica by replica
-    python -m serving.fleet rollback | scale --workers N | set-default VERSION
+    python -m serving.operate.fleet start [--replicas 3] [--dir fleet] [--port PORT]   # returns when the proxy answers
+    python -m serving.operate.fleet status | describe | stop [--dir fleet]
+    python -m serving.operate.fleet promote model_store/sentiment_2.0.mar             # replica by replica
+    python -m serving.operate.fleet rollback | scale --workers N | set-default VERSION
 
-Each replica is a whole TorchServe (serving.server.launch) in its own working directory, on free loopback ports,
+Each replica is a whole TorchServe (serving.run.server.launch) in its own working directory, on free loopback ports,
 with token authorization off: the proxy is the only way in from clients, it checks the fleet's one credential,
 and replicas bound to a private address (loopback here, a pod address behind a NetworkPolicy on a cluster) are
 reachable by nothing else that serves clients. A supervisor process restarts a replica whose server died, on
@@ -36,9 +36,9 @@ from pathlib import Path
 
 import psutil
 
-from serving import proxy
-from serving.client import HISTORY, ServingClient
-from serving.server import ROOT, free_ports, launch, read_properties, server_pid, start, stop, wait_until_ready
+from serving.operate import proxy
+from serving.operate.client import HISTORY, ServingClient
+from serving.run.server import ROOT, free_ports, launch, read_properties, server_pid, start, stop, wait_until_ready
 
 logger = logging.getLogger(__name__)
 STATE = "fleet.json"
@@ -314,7 +314,7 @@ def supervisor_status(state: FleetState) -> dict:
 def _start_supervisor(directory: Path) -> int:
     log = open(directory / "supervisor.log", "ab")  # noqa: SIM115 - handed to the child, which outlives this call
     process = subprocess.Popen(
-        [sys.executable, "-m", "serving.fleet", "--dir", str(directory), "supervise"],
+        [sys.executable, "-m", "serving.operate.fleet", "--dir", str(directory), "supervise"],
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
         stdout=log,

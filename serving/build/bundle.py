@@ -1,5 +1,5 @@
-"""Build the device bundle: `python -m serving.bundle [--out dist/edge]` (`make edge`), and calibrate it:
-`python -m serving.bundle --calibrate` (`make calibrate`, after training either model; needs the data).
+"""Build the device bundle: `python -m serving.build.bundle [--out dist/edge]` (`make edge`), and calibrate it:
+`python -m serving.build.bundle --calibrate` (`make calibrate`, after training either model; needs the data).
 
 The device's probability is the served model's: the one calibration, calibration.json (model/platt.py's
 (slope, intercept), fitted on the validation split by `make train` and shipped in the archive for the
@@ -13,7 +13,7 @@ and the digests of the files they were fitted to. Building needs no data, like s
      refused if the models or the calibration changed since.
 Plain files only (model.onnx, tokenizer.json, settings.json), so a browser page can fetch them as they are.
 
-It lives beside serving/archive.py because it is the device's archive: like a .mar it packs the model with the
+It lives beside serving/build/archive.py because it is the device's archive: like a .mar it packs the model with the
 handler's facts (the request limits the device enforces), and only serving/ may import both model and handler.
 """
 
@@ -46,7 +46,7 @@ from model.platt import CALIBRATION_FILE, Calibration
 from model.text import pack, token_ids
 
 logger = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DIST = ROOT / "dist" / "edge"
 CALIBRATION = ARTIFACTS / "device.json"
 MODEL_FILE, TOKENIZER_FILE, SETTINGS_FILE = "model.onnx", "tokenizer.json", "settings.json"  # edge.device's names

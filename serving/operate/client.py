@@ -1,13 +1,13 @@
 """A small client for TorchServe's inference and management APIs, on `requests`.
 
-    python -m serving.client predict "The film was great."      # or --key K, or several texts (instances)
-    python -m serving.client promote sentiment_2.0.mar             # register (1 worker), check it answers, default
-    python -m serving.client rollback sentiment                    # the previous version default again; drop this one
-    python -m serving.client register sentiment_2.0.mar --initial-workers 1
-    python -m serving.client scale sentiment --min 2 --max 2
-    python -m serving.client describe sentiment
-    python -m serving.client set-default sentiment 2.0
-    python -m serving.client unregister sentiment [2.0]
+    python -m serving.operate.client predict "The film was great."      # or --key K, or several texts (instances)
+    python -m serving.operate.client promote sentiment_2.0.mar  # register (1 worker), check it answers, default
+    python -m serving.operate.client rollback sentiment         # the previous version default again; drop this one
+    python -m serving.operate.client register sentiment_2.0.mar --initial-workers 1
+    python -m serving.operate.client scale sentiment --min 2 --max 2
+    python -m serving.operate.client describe sentiment
+    python -m serving.operate.client set-default sentiment 2.0
+    python -m serving.operate.client unregister sentiment [2.0]
 
 Tokens come from TorchServe's key_file.json; an expired token is renewed with the API key and retried once.
 A prediction TorchServe loses (a worker scaled down or killed under it) is asked for again: see predict_raw.
@@ -27,7 +27,7 @@ from pathlib import Path
 import requests
 
 logger = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROBE = "The film is fast moving and has several great action scenes."  # a review any version must answer
 
 

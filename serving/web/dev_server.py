@@ -1,4 +1,4 @@
-"""Serve the phase-1 page on loopback: `python -m serving.web [run|start|stop] [--port 8095] [--server URL]
+"""Serve the phase-1 page on loopback: `python -m serving.web.dev_server [run|start|stop] [--port 8095] [--server URL]
 [--key-file FILE]`. `run` (the default) serves in the foreground until Ctrl-C; `start` (`make web`) serves in the
 background, records the server's pid in tmp/web.pid and returns once the page answers; `stop` (`make web-stop`)
 ends the recorded process and waits until it is gone.
@@ -51,7 +51,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "edge" / "web"
 BUNDLE = ROOT / "dist" / "edge"
 PORT = 8095  # loopback, clear of TorchServe's 8080-8082
@@ -312,7 +312,7 @@ def recorded_pid() -> int | None:
         command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except (OSError, ValueError):
         return None
-    return pid if b"serving.web" in command and running(pid) else None
+    return pid if b"serving.web.dev_server" in command and running(pid) else None
 
 
 def start(argv: list[str], port: int) -> int:
@@ -324,7 +324,7 @@ def start(argv: list[str], port: int) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
     with LOG_FILE.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "serving.web", "run", *argv],
+            [sys.executable, "-m", "serving.web.dev_server", "run", *argv],
             cwd=ROOT,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -382,7 +382,7 @@ def stop(timeout: float = 10.0) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="python -m serving.web", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m serving.web.dev_server", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", nargs="?", default="run", choices=["run", "start", "stop"])
     parser.add_argument("--port", type=int, default=PORT, help="loopback port (%(default)s)")
     parser.add_argument("--server", default="http://127.0.0.1:8080", help="TorchServe's inference URL (%(default)s)")
