@@ -160,15 +160,15 @@ nginx: # Debian's nginx, the fleet's proxy
 	$(call apt_install,nginx,nginx-light,the fleet and its tests)
 
 REPLICAS ?= 3
-FLEET_PORT ?= # the proxy's loopback port; empty: a free one, printed and in `serving.operate.fleet status`
+FLEET_PORT ?= # the proxy's loopback port; empty: a free one, printed and in `serving.fleet status`
 fleet: $(VENV)/.installed java nginx $(MAR) ## REPLICAS TorchServe replicas (default 3) behind nginx on loopback, supervised; [FLEET_PORT=port, default a free one]; returns when it answers
-	$(PY) -m serving.operate.fleet start --replicas $(REPLICAS)$(if $(strip $(FLEET_PORT)), --port $(strip $(FLEET_PORT)))
+	$(PY) -m serving.fleet start --replicas $(REPLICAS)$(if $(strip $(FLEET_PORT)), --port $(strip $(FLEET_PORT)))
 
 bench-fleet: $(VENV)/.dev-installed java wrk nginx $(MAR) ## one replica direct vs behind nginx, a fleet of 3, the capacity model -> bench/results/fleet.json
 	$(PY) -m bench.fleet
 
 fleet-stop: ## stop the fleet started by `make fleet`
-	@test ! -f fleet/fleet.json || $(PY) -m serving.operate.fleet stop
+	@test ! -f fleet/fleet.json || $(PY) -m serving.fleet stop
 
 bench: $(VENV)/.dev-installed java wrk ## benchmark (about 13 min): ceiling, TorchServe vs the FastAPI and LitServe peers, cold start -> bench/results/
 	$(PY) -m bench.run
@@ -204,7 +204,7 @@ retrain: $(VENV)/.dev-installed ## train a candidate on labeled captured traffic
 	$(PY) -m evaluation retrain --captures captures --feedback $(FEEDBACK) --promote $(RETRAIN_ARGS)
 
 rollback: $(VENV)/.installed ## make the previous version the default again and unregister the current one
-	$(PY) -m serving.operate.client rollback sentiment
+	$(PY) -m serving.client rollback sentiment
 
 .PHONY: batch bench-batch
 INPUT ?=

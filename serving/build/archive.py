@@ -7,7 +7,7 @@ config and the worker count.
 
 Version 1.0 is model_store/sentiment.mar, the archive `make serve` and `make batch` use; any other version is
 written beside it as model_store/sentiment_<version>.mar, to be registered and promoted
-(`serving.operate.client promote`) while 1.0 keeps serving. The archive holds the TorchScript model, the tokenizer,
+(`serving.client promote`) while 1.0 keeps serving. The archive holds the TorchScript model, the tokenizer,
 the config, the handler and the plain-function modules it imports, so the archive alone is enough to serve or to
 batch-score.
 """

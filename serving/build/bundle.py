@@ -60,6 +60,8 @@ class BundleConfig:
     audit_rate: float = 0.02  # 1 in 50 confident answers is also scored by phase 2: about 100 a day per 5,000
     # reviews, enough to see the device model drift within weeks, 2 % more server work
     phase2_model: str = "sentiment-bigram"  # the TorchServe model deferred reviews go to
+    phase2_timeout_s: float = 5.0  # a deferred answer waits at most this long for the server, then the device's
+    # stands as provisional: well above phase 2's seconds-long worst case, short enough for a person waiting
     val_every: int = 4  # the book's split, as both models were trained with: calibration sees validation only
 
 
@@ -216,6 +218,7 @@ def build(
         "threshold": fitted["threshold"],
         "audit_rate": cfg.audit_rate,
         "phase2_model": cfg.phase2_model,
+        "phase2_timeout_s": cfg.phase2_timeout_s,
         "limits": asdict(handler_settings.read().limits),
         "how": fitted["how"],
     }

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psutil
 
-from serving.operate.client import PROBE, ServingClient
+from serving.client.api import PROBE, ServingClient
 
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +41,12 @@ def read_properties(path: Path) -> dict[str, str]:
             name, value = line.split("=", 1)
             props[name.strip()] = value.strip()
     return props
+
+
+def max_request_size(config: Path = ROOT / "config.properties") -> int:
+    """The largest request body TorchServe accepts (config.properties' max_request_size): every proxy in front of
+    it (the fleet's nginx, the page's server) refuses a larger one itself rather than pass it on."""
+    return int(read_properties(config)["max_request_size"])
 
 
 FILE_SETTINGS = ("metrics_config",)  # settings naming a file, relative to the config's folder

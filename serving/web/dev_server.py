@@ -50,6 +50,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from serving.run.server import max_request_size
+
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "edge" / "web"
@@ -70,8 +72,7 @@ VENDOR = {
 BUNDLE_FILES = ("model.onnx", "tokenizer.json", "settings.json")
 PAGE_FILES = ("index.html", "app.js", "style.css")
 LOOPBACK_NAMES = ("127.0.0.1", "localhost")  # how a browser on this machine names the page's server
-MAX_BODY = 6_553_500  # config.properties' max_request_size
-TIMEOUT_S = 5.0  # the page stops waiting at 5 s as well
+MAX_BODY = max_request_size()  # what TorchServe would refuse is refused here, not passed on
 TYPES = {
     ".mjs": "text/javascript",
     ".js": "text/javascript",
@@ -194,6 +195,11 @@ def phase2_model(bundle: Path) -> str:
     return json.loads((Path(bundle) / "settings.json").read_text())["phase2_model"]
 
 
+def phase2_timeout(bundle: Path) -> float:
+    """Seconds a call to phase 2 may take: the bundle's (settings.json), as the page and edge.cascade wait."""
+    return float(json.loads((Path(bundle) / "settings.json").read_text())["phase2_timeout_s"])
+
+
 def allowed(origin: str | None, fetch_site: str | None, host: str | None, port: int) -> bool:
     """Whether a POST comes from the page itself: Origin is the page's own origin (browsers send it on every
     POST, `no-cors` and forms included), the Host a loopback name of this server, and Sec-Fetch-Site, which
@@ -207,6 +213,7 @@ class PageHandler(BaseHTTPRequestHandler):
     server_url: str = ""
     key_file: Path = Path("key_file.json")
     model: str = ""  # the only model passed on: the bundle's phase-2 model
+    timeout: float = 0.0  # the bundle's phase-2 timeout: past it the page keeps its own answer anyway
 
     def do_GET(self) -> None:  # noqa: N802 - the http.server name
         self._static(head=False)
@@ -258,7 +265,7 @@ class PageHandler(BaseHTTPRequestHandler):
             method="POST",
         )
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310 - the configured server
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - the configured server
                 status, body, kind = response.status, response.read(), response.headers.get("Content-Type")
         except urllib.error.HTTPError as err:
             status, body, kind = err.code, err.read(), err.headers.get("Content-Type")
@@ -295,7 +302,12 @@ class PageHandler(BaseHTTPRequestHandler):
 
 def make_server(port: int, server_url: str, key_file: Path) -> ThreadingHTTPServer:
     """The page's server on 127.0.0.1:`port` (0: any free port), its files compressed before it accepts a call."""
-    fields = {"server_url": server_url, "key_file": Path(key_file), "model": phase2_model(BUNDLE)}
+    fields = {
+        "server_url": server_url,
+        "key_file": Path(key_file),
+        "model": phase2_model(BUNDLE),
+        "timeout": phase2_timeout(BUNDLE),
+    }
     handler = type("Handler", (PageHandler,), fields)
     precompress()
     return ThreadingHTTPServer(("127.0.0.1", port), handler)

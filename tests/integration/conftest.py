@@ -10,7 +10,7 @@ import pytest
 import serving.build.archive
 import serving.run.server
 from serving.build.archive import build
-from serving.operate.client import ServingClient
+from serving.client.api import ServingClient
 from serving.run.server import Instance
 from tests.conftest import ROOT
 

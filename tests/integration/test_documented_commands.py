@@ -13,7 +13,7 @@ device bundle `make test` built, a link to `.venv`), with the data at `../shared
 
 The one substitution, in the copy's config.properties and in each command: TorchServe's ports 8080, 8081,
 8082, 7070 and 7071 become free loopback ports (never the machine's own server's). Commands that reach the
-server on those ports without naming them (`serving.operate.client`, `edge predict`) get the free ones named with
+server on those ports without naming them (`serving.client`, `edge predict`) get the free ones named with
 their documented options (`--inference-url`/`--management-url`, `--server`). Tokens are not substituted: the
 commands read them from the key_file.json that `make serve` writes in the copy.
 
@@ -57,17 +57,17 @@ RUN = {
     ("docs/api.md", "curl -s http://127.0.0.1:8080/predictions/sentiment"): "test_api_curls",
     ("docs/api.md", "curl -s http://127.0.0.1:8080/v2/models/sentiment/infer"): "test_open_inference_curl",
     ("docs/api.md", "import tritonclient.http"): "test_open_inference_python_client",
-    ("docs/api.md", "-m serving.operate.client predict"): "test_api_python_client",
-    ("docs/api.md", "-m serving.operate.client --help"): "test_api_python_client",
+    ("docs/api.md", "-m serving.client predict"): "test_api_python_client",
+    ("docs/api.md", "-m serving.client --help"): "test_api_python_client",
     ("docs/operations.md", "make archive VERSION=2.0"): "test_version_procedure",
-    ("docs/operations.md", "-m serving.operate.client promote"): "test_version_procedure",
-    ("docs/operations.md", "-m serving.operate.client rollback"): "test_version_procedure",
-    ("docs/operations.md", "-m serving.operate.client list"): "test_management_commands",
-    ("docs/operations.md", "-m serving.operate.client describe"): "test_management_commands",
-    ("docs/operations.md", "-m serving.operate.client scale"): "test_management_commands",
-    ("docs/operations.md", "-m serving.operate.client register"): "test_management_commands",
-    ("docs/operations.md", "-m serving.operate.client set-default"): "test_management_commands",
-    ("docs/operations.md", "-m serving.operate.client unregister"): "test_management_commands",
+    ("docs/operations.md", "-m serving.client promote"): "test_version_procedure",
+    ("docs/operations.md", "-m serving.client rollback"): "test_version_procedure",
+    ("docs/operations.md", "-m serving.client list"): "test_management_commands",
+    ("docs/operations.md", "-m serving.client describe"): "test_management_commands",
+    ("docs/operations.md", "-m serving.client scale"): "test_management_commands",
+    ("docs/operations.md", "-m serving.client register"): "test_management_commands",
+    ("docs/operations.md", "-m serving.client set-default"): "test_management_commands",
+    ("docs/operations.md", "-m serving.client unregister"): "test_management_commands",
     ("docs/operations.md", "MTOKEN=$(python3"): "test_management_commands",
     ("docs/operations.md", 'curl -s -X PUT "http://127.0.0.1:8081'): "test_management_commands",
     ("docs/performance.md", "curl -s http://127.0.0.1:8082/metrics"): "test_metrics_curl",
@@ -85,7 +85,7 @@ RUN = {
 CLUSTER = "starts a standalone Spark master and worker in the background on fixed ports (7077, 8090, 8091); "
 CLUSTER += "tests/batch/test_cluster.py starts the same on free loopback ports and compares its output with local's"
 FLEET = "starts three more TorchServes behind nginx: too much beside this module's server on CI's two cores; "
-FLEET += "tests/integration/test_fleet.py runs serving.operate.fleet's start, status, promote, rollback and scale "
+FLEET += "tests/integration/test_fleet.py runs serving.fleet's start, status, promote, rollback and scale "
 FLEET += "on free ports"
 BENCH = "a benchmark (minutes, and meaningless on a loaded machine); bench/ has its own tiny-size checks"
 EXCUSED = {
@@ -102,7 +102,7 @@ EXCUSED = {
     ("docs/batch.md", "--master spark://"): CLUSTER,
     ("docs/fleet.md", "make fleet"): FLEET,
     ("docs/fleet.md", "curl -s http://127.0.0.1:8088/"): FLEET,
-    ("docs/fleet.md", "-m serving.operate.fleet"): FLEET,
+    ("docs/fleet.md", "-m serving.fleet"): FLEET,
     ("docs/fleet.md", "podman "): "no container runtime in CI; tests/unit validates deploy/ against the schemas",
     ("docs/performance.md", "make bench"): BENCH,
     ("docs/performance.md", "-m bench.profile"): BENCH,
@@ -201,7 +201,7 @@ class Clone:
         for documented, port in self.ports.items():
             command = command.replace(f"127.0.0.1:{documented}", f"127.0.0.1:{port}")
         urls = f"--inference-url {self.url(8080)} --management-url {self.url(8081)}"
-        command = re.sub(r"-m serving\.operate\.client(?=\s)", f"-m serving.operate.client {urls}", command)
+        command = re.sub(r"-m serving\.client(?=\s)", f"-m serving.client {urls}", command)
         return re.sub(r"-m edge predict(?=\s)", f"-m edge predict --server {server or self.url()}", command)
 
     def sh(self, script: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
@@ -363,7 +363,7 @@ def test_api_curls(served):
 
 
 def test_api_python_client(served):
-    done = served.run("docs/api.md", "-m serving.operate.client predict")
+    done = served.run("docs/api.md", "-m serving.client predict")
     first, second = (v for v in json_values(done.stdout.split("usage:")[0]))
     assert first["key"] == "r1" and first["label"] == "positive"
     assert [p["label"] for p in second] == ["positive", "negative"]  # one answer per text, in order
@@ -400,18 +400,14 @@ def test_version_procedure(served):
     promoted, rolled_back = lines[-2], lines[-1]
     assert "2.0" in promoted, done.stdout
     assert "1.0" in rolled_back, done.stdout
-    described = json.loads(
-        served.sh(served.localised(".venv/bin/python -m serving.operate.client describe sentiment")).stdout
-    )
+    described = json.loads(served.sh(served.localised(".venv/bin/python -m serving.client describe sentiment")).stdout)
     assert [m["modelVersion"] for m in described] == ["1.0"]
 
 
 def test_management_commands(served):
-    done = served.run("docs/operations.md", "-m serving.operate.client list", timeout=600)
+    done = served.run("docs/operations.md", "-m serving.client list", timeout=600)
     assert "sentiment" in done.stdout
-    after = json.loads(
-        served.sh(served.localised(".venv/bin/python -m serving.operate.client describe sentiment")).stdout
-    )
+    after = json.loads(served.sh(served.localised(".venv/bin/python -m serving.client describe sentiment")).stdout)
     assert {m["modelVersion"] for m in after} == {"1.0"}  # the block unregisters the 2.0 it registered
 
 

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from requests.adapters import HTTPAdapter
 
-from serving.operate.client import ServingClient
+from serving.client.api import ServingClient
 from serving.run.server import stop
 from tests.catalogue import GOOD, JSON
 from tests.integration.conftest import launch

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from serving.build.archive import build
-from serving.operate import fleet
+from serving.fleet import control as fleet
 from serving.run.server import server_pid
 from tests.conftest import requires
 from tests.integration.conftest import archive_with, model_config_with

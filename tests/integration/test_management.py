@@ -9,7 +9,7 @@ import time
 import pytest
 
 from serving.build.archive import build
-from serving.operate.client import ServingAPIError, ServingClient, attempt_deadline
+from serving.client.api import ServingAPIError, ServingClient, attempt_deadline
 from tests.conftest import BOOK_REVIEWS
 
 logger = logging.getLogger(__name__)

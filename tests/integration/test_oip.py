@@ -174,7 +174,7 @@ NOT_SERVED = ("/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/sentimen
 
 
 def test_torchserve_as_configured_serves_no_other_v2_route(server):
-    """Metadata and health over v2: the fleet edge's (serving/operate/oip_edge.py); here /ping is the health check."""
+    """Metadata and health over v2: the fleet edge's (serving/fleet/oip_edge.py); here /ping is the health check."""
     for path in NOT_SERVED:
         r = requests.get(server.properties["inference_address"] + path, headers=token(server), timeout=30)
         assert r.status_code == 404, path

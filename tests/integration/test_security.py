@@ -14,7 +14,7 @@ import psutil
 import pytest
 import requests
 
-from serving.operate.client import ServingAPIError, ServingClient
+from serving.client.api import ServingAPIError, ServingClient
 from serving.run.server import free_ports, server_pid, stop
 from tests.catalogue import GOOD, JSON
 from tests.integration.conftest import launch

@@ -1,6 +1,6 @@
 """A new version on a real TorchServe, the three steps as an operator runs them: build it beside the served archive
-(`make archive VERSION=2.0`), `serving.operate.client promote sentiment_2.0.mar`,
-`serving.operate.client rollback sentiment`."""
+(`make archive VERSION=2.0`), `serving.client promote sentiment_2.0.mar`,
+`serving.client rollback sentiment`."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import pytest
 
 from batch.mar import version as archive_version
 from serving.build.archive import build
-from serving.operate import client as cli
+from serving.client import cli
 from tests.conftest import BOOK_REVIEWS
 
 
 def _run(server, capsys, *args: str) -> tuple[int, str, str]:
-    """`python -m serving.operate.client <args>` against this server, in process: (exit status, stdout, stderr)."""
+    """`python -m serving.client <args>` against this server, in process: (exit status, stdout, stderr)."""
     urls = ["--inference-url", server.client.inference_url, "--management-url", server.client.management_url]
     status = cli.main([*urls, "--key-file", str(server.client.key_file), *args])
     out, err = capsys.readouterr()

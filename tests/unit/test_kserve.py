@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from serving.operate import fleet
+from serving.fleet import control as fleet
 from tests.conftest import ROOT
 
 SCHEMA = ROOT / "tests" / "schemas" / "kserve-v0.20.0-inferenceservice-v1beta1.json.gz"

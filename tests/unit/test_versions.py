@@ -8,7 +8,8 @@ import subprocess
 import pytest
 
 from serving.build.archive import DEFAULT_VERSION, archive_name
-from serving.operate.client import Promotion, Removal, promoted_line, removed_line, rolled_back_line, version_key
+from serving.client.api import Promotion, Removal, version_key
+from serving.client.cli import promoted_line, removed_line, rolled_back_line
 from tests.conftest import MAKE_ENV, ROOT
 
 

@@ -32,7 +32,9 @@ def files(tmp_path, monkeypatch) -> Path:
     (node / "ort.wasm").write_bytes(b"\0asm" + b"\1\0\0\0" * 4000)
     (bundle / "model.onnx").write_bytes(MODEL)
     (bundle / "tokenizer.json").write_text(json.dumps({"model": {"vocab": {f"w{i}": i for i in range(500)}}}))
-    (bundle / "settings.json").write_text('{"max_tokens": 256, "phase2_model": "sentiment-bigram"}')
+    (bundle / "settings.json").write_text(
+        '{"max_tokens": 256, "phase2_model": "sentiment-bigram", "phase2_timeout_s": 5.0}'
+    )
     (tmp_path / "secret.txt").write_text("not served")
     monkeypatch.setattr(web, "PAGE", page)
     monkeypatch.setattr(web, "BUNDLE", bundle)
