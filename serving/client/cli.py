@@ -2,7 +2,7 @@
 
     python -m serving.client predict "The film was great."      # or --key K, or several texts (instances)
     python -m serving.client promote sentiment_2.0.mar  # register (1 worker), check it answers, default
-    python -m serving.client rollback sentiment         # the previous version default again; drop this one
+    python -m serving.client rollback sentiment         # the previous default again; drop this one
     python -m serving.client register sentiment_2.0.mar --initial-workers 1
     python -m serving.client scale sentiment --min 2 --max 2
     python -m serving.client describe sentiment
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("url", help="an archive in the model store, e.g. sentiment_2.0.mar (make archive VERSION=2.0)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for its first answer")
-    p = sub.add_parser("rollback", help="make the previous version the default again and unregister this one")
+    p = sub.add_parser("rollback", help="make the previous default the default again and unregister this one")
     p.add_argument("name")
     p = sub.add_parser("register", help="register an archive that is in the model store (not made the default)")
     p.add_argument("url")

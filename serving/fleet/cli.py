@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("describe", help="describe the model on every replica")
     p = sub.add_parser("promote", help="roll a new version out, replica by replica")
     p.add_argument("archive", type=Path)
-    sub.add_parser("rollback", help="back to the previous version on every replica")
+    sub.add_parser("rollback", help="back to the previous default on every replica")
     p = sub.add_parser("scale", help="set the worker count on every replica")
     p.add_argument("--workers", type=int, required=True)
     p = sub.add_parser("set-default", help="make a version the default on every replica")

@@ -381,7 +381,7 @@ def promote(state: FleetState, archive: Path, workers: int = 1) -> str:
 
 
 def rollback(state: FleetState) -> str:
-    """Back to the previous version on every replica; returns the default now."""
+    """Back to the previous default (not the highest other version) on every replica; returns the default now."""
     wait_until_whole(state)
     for replica in state.replicas:
         replica.client().rollback(MODEL)
