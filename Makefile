@@ -11,7 +11,7 @@ export SENTIMENT_DATA_DIR := $(abspath $(DATA_DIR))
 endif
 ARTIFACTS := model/artifacts
 # sentiment.mar is version 1.0, the archive serve, batch and the tests use; `make archive VERSION=2.0` writes
-# sentiment_2.0.mar beside it (serving.archive.archive_name: the same rule), so the version is in the target's name
+# sentiment_2.0.mar beside it (serving.build.archive.archive_name: the same rule), so the version is in the target's name
 BASE_VERSION := 1.0
 VERSION ?= $(BASE_VERSION)
 archive_file = model_store/sentiment$(if $(filter $(BASE_VERSION),$(1)),,_$(1)).mar
@@ -19,18 +19,18 @@ MAR := $(call archive_file,$(BASE_VERSION))
 # the Makefile too: it says which version sentiment.mar carries
 MAR_INPUTS := $(ARTIFACTS)/sentiment.pt $(ARTIFACTS)/config.json $(ARTIFACTS)/baseline.json $(ARTIFACTS)/calibration.json $(wildcard $(ARTIFACTS)/tokenizer/*) \
 	model/__init__.py model/config.py model/text.py model/logit.py model/infer.py $(wildcard handler/*.py) model-config.yaml \
-	serving/archive.py Makefile
+	serving/build/archive.py Makefile
 # The phase-2 model of the two-phase cascade, served beside sentiment by the same handler
 BIGRAM := model/artifacts_bigram
 BIGRAM_MAR := model_store/sentiment-bigram.mar
 BIGRAM_INPUTS := $(BIGRAM)/bigram.pt $(BIGRAM)/config.json $(BIGRAM)/baseline.json $(BIGRAM)/calibration.json $(ARTIFACTS)/tokenizer/tokenizer.json \
 	model/__init__.py model/config.py model/text.py model/logit.py model/infer.py model/bigram_net.py $(wildcard handler/*.py) \
-	model-config.yaml serving/archive.py
+	model-config.yaml serving/build/archive.py
 # The device bundle (edge/): the int8 ONNX model, the tokenizer, the calibrated settings; not committed
 EDGE_BUNDLE := dist/edge/settings.json
 EDGE_INPUTS := $(ARTIFACTS)/weights.pt $(ARTIFACTS)/sentiment.pt $(ARTIFACTS)/config.json \
 	$(ARTIFACTS)/tokenizer/tokenizer.json $(ARTIFACTS)/device.json $(ARTIFACTS)/calibration.json model/net.py model/export.py model/onnx_export.py \
-	serving/bundle.py model-config.yaml
+	serving/build/bundle.py model-config.yaml
 
 .PHONY: help serve stop test unit integration lint train export archive clean java bench bench-frontier wrk
 .PHONY: train-bigram archive-bigram edge calibrate two-phase-report web web-stop web-deps chromium web-report
@@ -79,16 +79,16 @@ archive-bigram: $(BIGRAM_MAR) ## build model_store/sentiment-bigram.mar, the pha
 
 $(BIGRAM_MAR): $(BIGRAM_INPUTS) | $(VENV)/.installed
 	@echo "==> building $@ (the phase-2 model's archive)"
-	$(PY) -m serving.archive --name sentiment-bigram
+	$(PY) -m serving.build.archive --name sentiment-bigram
 
 edge: $(EDGE_BUNDLE) ## build the device bundle in dist/edge/: int8 ONNX model, tokenizer, calibrated settings
 
 calibrate: $(VENV)/.installed ## choose the device's threshold again on the validation split (after training; needs the data) -> model/artifacts/device.json
-	$(PY) -m serving.bundle --calibrate
+	$(PY) -m serving.build.bundle --calibrate
 
 $(EDGE_BUNDLE): $(EDGE_INPUTS) | $(VENV)/.installed
 	@echo "==> building the device bundle dist/edge/ (int8 ONNX export: about 10 s)"
-	$(PY) -m serving.bundle
+	$(PY) -m serving.build.bundle
 
 # The phase-1 page (edge/web/): npm packages pinned in the committed package-lock.json, never committed themselves
 WEB_DEPS := edge/web/node_modules/.package-lock.json
@@ -102,10 +102,10 @@ $(WEB_DEPS): edge/web/package.json edge/web/package-lock.json
 web-deps: $(WEB_DEPS) # the page's npm packages (onnxruntime-web, the tokenizers WebAssembly build)
 
 web: $(WEB_DEPS) $(EDGE_BUNDLE) ## serve the phase-1 page on 127.0.0.1:8095 [WEB_PORT=...] in the background; returns when it answers; phase 2 on make serve's TorchServe
-	$(PY) -m serving.web start --port $(WEB_PORT)
+	$(PY) -m serving.web.dev_server start --port $(WEB_PORT)
 
 web-stop: ## stop the page server started by `make web` (by its recorded pid)
-	@test ! -x $(PY) || $(PY) -m serving.web stop
+	@test ! -x $(PY) || $(PY) -m serving.web.dev_server stop
 
 web-report: $(VENV)/.dev-installed java chromium $(WEB_DEPS) $(MAR) $(BIGRAM_MAR) $(EDGE_BUNDLE) ## the page in headless Chromium: bytes, first prediction, latency -> bench/results/browser.json, docs/web-*.png
 	WEB_RESULTS=bench/results WEB_SCREENSHOTS=docs $(PY) -m pytest tests/integration/test_browser.py -q
@@ -118,17 +118,17 @@ two-phase-report: $(VENV)/.dev-installed java $(EDGE_BUNDLE) $(BIGRAM_MAR) ## me
 
 $(MAR): $(MAR_INPUTS) | $(VENV)/.installed
 	@echo "==> building $@ (version $(BASE_VERSION))"
-	$(PY) -m serving.archive --version $(BASE_VERSION)
+	$(PY) -m serving.build.archive --version $(BASE_VERSION)
 
 model_store/sentiment_%.mar: $(MAR_INPUTS) | $(VENV)/.installed
 	@echo "==> building $@ (version $*)"
-	$(PY) -m serving.archive --version $*
+	$(PY) -m serving.build.archive --version $*
 
 serve: $(VENV)/.installed java $(MAR) $(BIGRAM_MAR) $(EDGE_BUNDLE) ## start TorchServe on 127.0.0.1 (8080-8082, gRPC 7070-7071) with both models; returns when they answer
-	$(PY) -m serving.server start
+	$(PY) -m serving.run.server start
 
 stop: ## stop the TorchServe started by `make serve`
-	@test ! -x $(PY) || $(PY) -m serving.server stop
+	@test ! -x $(PY) || $(PY) -m serving.run.server stop
 
 test: $(VENV)/.dev-installed java nginx chromium $(WEB_DEPS) $(MAR) $(BIGRAM_MAR) $(EDGE_BUNDLE) ## run every test: unit, then integration (real TorchServe, nginx, Chromium), then batch and evaluation (Spark)
 	$(PY) -m pytest tests

@@ -26,7 +26,7 @@ from bench.reviews import MIXES, review_mix, single_bodies
 from bench.stacks import archive
 from bench.wrk import write_bodies
 from evaluation.captures import read as read_captures
-from serving.server import ROOT, launch
+from serving.run.server import ROOT, launch
 
 logger = logging.getLogger(__name__)
 CONNECTIONS = 64

@@ -126,7 +126,7 @@ def main() -> None:
     import json
 
     from bench.reviews import MIXES, review_mix, single_bodies
-    from serving.server import ROOT
+    from serving.run.server import ROOT
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--model-dir", type=Path, default=ROOT / "model" / "artifacts")

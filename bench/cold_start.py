@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from serving.server import ROOT, launch, loopback_properties, write_properties
+from serving.run.server import ROOT, launch, loopback_properties, write_properties
 
 logger = logging.getLogger(__name__)
 

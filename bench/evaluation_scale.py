@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from handler.capture import Item, partition, record
-from serving.server import ROOT
+from serving.run.server import ROOT
 
 logger = logging.getLogger(__name__)
 TARGET_S = 60.0

@@ -23,8 +23,8 @@ from pathlib import Path
 from bench.cells import Target, median_cell, one_cell, warm_up
 from bench.reviews import load_reviews, review_mix, single_bodies
 from bench.wrk import write_bodies
-from serving import fleet
-from serving.server import ROOT
+from serving.fleet import control as fleet
+from serving.run.server import ROOT
 
 logger = logging.getLogger(__name__)
 CONNECTIONS = (1, 64)

@@ -36,7 +36,7 @@ from bench.reviews import review_mix, single_bodies
 from bench.stacks import archive
 from bench.wrk import write_bodies
 from handler import wire
-from serving.server import ROOT, absolute_paths, launch, read_properties, server_pid
+from serving.run.server import ROOT, absolute_paths, launch, read_properties, server_pid
 
 logger = logging.getLogger(__name__)
 RESULTS = ROOT / "bench" / "results"

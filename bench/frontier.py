@@ -25,7 +25,7 @@ from bench.cells import Target, one_cell, warm_up
 from bench.reviews import MIXES, review_mix, single_bodies
 from bench.stacks import archive, start_peer, unpack
 from bench.wrk import write_bodies
-from serving.server import ROOT, launch
+from serving.run.server import ROOT, launch
 
 logger = logging.getLogger(__name__)
 OUT = ROOT / "bench" / "results" / "frontier.json"

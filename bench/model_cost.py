@@ -75,6 +75,7 @@ def device_scorer(root: Path, tmp: Path):
         "threshold": 0.5,
         "audit_rate": 0.0,
         "phase2_model": "sentiment-bigram",
+        "phase2_timeout_s": 5.0,
         "limits": asdict(handler_settings.read().limits),
     }
     (bundle / "settings.json").write_text(json.dumps(settings))

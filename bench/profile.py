@@ -24,7 +24,7 @@ from bench.cells import Target, one_cell, warm_up
 from bench.reviews import review_mix, single_bodies
 from bench.stacks import archive
 from bench.wrk import write_bodies
-from serving.server import ROOT, launch, server_pid
+from serving.run.server import ROOT, launch, server_pid
 
 logger = logging.getLogger(__name__)
 OUT = ROOT / "bench" / "results"

@@ -30,7 +30,7 @@ from bench.plot import plot
 from bench.reviews import MIXES, instance_bodies, load_reviews, review_mix, single_bodies
 from bench.stacks import PEERS, archive, unpack
 from bench.wrk import write_bodies
-from serving.server import ROOT, launch, read_properties
+from serving.run.server import ROOT, launch, read_properties
 
 logger = logging.getLogger(__name__)
 RESULTS = ROOT / "bench" / "results"

@@ -24,7 +24,7 @@ import psutil
 
 from bench.reviews import load_reviews
 from bench.wrk import SOAK, run_wrk, write_bodies
-from serving.server import ROOT, launch, server_pid
+from serving.run.server import ROOT, launch, server_pid
 
 logger = logging.getLogger(__name__)
 LUA = Path(__file__).resolve().with_name("soak.lua")

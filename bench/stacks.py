@@ -1,4 +1,4 @@
-"""The peers (FastAPI, LitServe) and the archive the benchmarks serve; TorchServe starts by serving.server.launch."""
+"""The peers (FastAPI, LitServe) and the archive the benchmarks serve; TorchServe by serving.run.server.launch."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import requests
 
-from serving.archive import build
-from serving.server import ROOT, free_ports
+from serving.build.archive import build
+from serving.run.server import ROOT, free_ports
 
 logger = logging.getLogger(__name__)
 

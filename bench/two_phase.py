@@ -39,8 +39,8 @@ from model.ece import ECE_BINS, expected_calibration_error
 from model.infer import TORCHSCRIPT_FILE, load_scorer
 from model.logit import is_positive
 from model.text import token_ids
-from serving.bundle import ARTIFACTS, DIST, BundleConfig, evaluation_splits, torch_logits
-from serving.server import launch
+from serving.build.bundle import ARTIFACTS, DIST, BundleConfig, evaluation_splits, torch_logits
+from serving.run.server import launch
 
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
-from edge.cascade import TIMEOUT_S, Server, TwoPhaseClient, read_token
+from edge.cascade import Server, TwoPhaseClient, read_token
 from edge.device import DeviceModel
 from handler.codec import dumps, loads
 from handler.errors import ServingError
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--key-file", type=Path, default=Path("key_file.json"), help="TorchServe's key file (%(default)s)")
     p.add_argument("--audit-rate", type=float, help="share of confident answers also sent to phase 2 (bundle's)")
     p.add_argument("--key-field", default=KEY, help="each line's key field (%(default)s, as online and in batch)")
-    p.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds to wait for phase 2 (%(default)s)")
+    p.add_argument("--timeout", type=float, help="seconds to wait for phase 2 (default: the bundle's phase2_timeout_s)")
     p.add_argument("--bundle", type=Path, default=BUNDLE, help="the device bundle (%(default)s; make edge)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -98,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = DeviceModel(args.bundle)
         server = Server(
-            args.server, args.model or device.settings.phase2_model, read_token(args.key_file), args.timeout
+            args.server,
+            args.model or device.settings.phase2_model,
+            read_token(args.key_file),
+            device.settings.phase2_timeout_s if args.timeout is None else args.timeout,
         )
         client = TwoPhaseClient(device, server, args.confidence, args.audit_rate)
         with open(args.input, encoding="utf-8") as source, open(args.output, "wb") as sink:

@@ -32,7 +32,6 @@ from handler.codec import Instance, Key, decode, dumps, prediction
 
 logger = logging.getLogger(__name__)
 JSON = "application/json"
-TIMEOUT_S = 5.0  # a deferred answer waits at most this long for the server before it stands as provisional
 
 
 def defers(confidence: float, threshold: float) -> bool:
@@ -47,8 +46,8 @@ class Server:
 
     url: str  # e.g. http://127.0.0.1:8080
     model: str
-    token: str | None = None  # TorchServe's inference token (key_file.json), sent as a Bearer token
-    timeout: float = TIMEOUT_S
+    token: str | None  # TorchServe's inference token (key_file.json), sent as a Bearer token; None: none sent
+    timeout: float  # seconds; the bundle's settings.phase2_timeout_s, past which the device's answer stands
 
     def predict(self, instances: list[dict]) -> list[dict]:
         """The server's predictions for `instances`, in order; raises OSError or ValueError when it cannot answer

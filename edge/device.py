@@ -37,6 +37,7 @@ class Settings:
     threshold: float  # defer to phase 2 when max(p, 1 - p) is below this
     audit_rate: float  # share of confident phase-1 answers also sent to phase 2
     phase2_model: str  # the server model that answers deferred reviews
+    phase2_timeout_s: float  # how long a deferred review waits for phase 2 before the device's answer stands
     limits: Limits  # the server's request limits: the device refuses what the server would
 
     @classmethod
@@ -51,6 +52,7 @@ class Settings:
             threshold=float(raw["threshold"]),
             audit_rate=float(raw["audit_rate"]),
             phase2_model=raw["phase2_model"],
+            phase2_timeout_s=float(raw["phase2_timeout_s"]),
             limits=Limits(**raw["limits"]),
         )
 

@@ -53,7 +53,7 @@ def parser() -> argparse.ArgumentParser:
 
 def retrain(args: argparse.Namespace) -> int:
     from evaluation.retrain import RetrainSettings, run
-    from serving.client import ServingClient
+    from serving.client.api import ServingClient
 
     settings = RetrainSettings(
         captures=args.captures, feedback=args.feedback, batch_inputs=tuple(args.batch_input),

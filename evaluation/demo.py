@@ -26,7 +26,7 @@ import yaml
 
 from evaluation import feedback
 from model.data import DATA_DIR, IMDB_TRAIN, book_split, read_jsonl
-from serving.server import ROOT
+from serving.run.server import ROOT
 
 logger = logging.getLogger(__name__)
 BATCH = 100  # instances per request
@@ -134,8 +134,8 @@ def run(out: Path, window_s: int, n_in: int, n_shift: int, epochs: int | None) -
     from evaluation.retrain import RetrainSettings
     from evaluation.retrain import run as retrain
     from evaluation.settings import EvaluationSettings
-    from serving.archive import build
-    from serving.server import launch
+    from serving.build.archive import build
+    from serving.run.server import launch
 
     out.mkdir(parents=True, exist_ok=True)
     labels = out / "feedback"

@@ -13,7 +13,7 @@ wins on traffic it never trained on without losing on the original validation sp
 4. The serving version and the candidate score the same holdout reviews: the candidate must be more accurate,
    and significantly so by McNemar's test on the reviews where exactly one of them is right (p < `alpha`); on
    the IMDB validation split it may lose at most `tolerance` of accuracy.
-5. Only then is it registered and made the default through the management API (serving.client.promote); the
+5. Only then is it registered and made the default through the management API (serving.client.api.promote); the
    old version stays registered for `make rollback`. Every decision, with its numbers, is written to
    retrain-runs/<UTC time>/decision.json; the archive of a refused candidate is kept beside it for inspection.
 
@@ -212,7 +212,7 @@ def train_candidate(
     from model.data import DATA_DIR
     from model.export import export
     from model.train import train
-    from serving.archive import build
+    from serving.build.archive import build
 
     cfg = ModelConfig() if epochs is None else replace(ModelConfig(), epochs=epochs)
     artifacts = work / "artifacts"
@@ -223,7 +223,7 @@ def train_candidate(
 
 
 def run(settings: RetrainSettings, client=None) -> Decision:
-    """The whole gate; `client` (serving.client.ServingClient) is asked for the default version and promotes."""
+    """The whole gate; `client` (serving.client.api.ServingClient) is asked for the default version and promotes."""
     from evaluation.models import archives
 
     started = dt.datetime.now(dt.UTC)

@@ -2,7 +2,7 @@
 
     python -m model.baseline [--artifacts model/artifacts] [--data-dir DIR]
 
-writes baseline.json and calibration.json beside the model (`make train` does it; serving.archive ships both).
+writes baseline.json and calibration.json beside the model (`make train` does it; serving.build.archive ships both).
 The baseline holds what drift is measured against: the validation scores' deciles and a fine histogram, the
 positive rate, the token-length and unknown-token distributions, and the validation accuracy and calibration error.
 Bins are assigned by one rule everywhere (`bin_of`: the number of edges <= x), so the baseline, the Spark job and

@@ -10,13 +10,13 @@ import json
 from dataclasses import dataclass
 
 from handler import settings
-from serving.server import ROOT, read_properties
+from serving.run.server import max_request_size
 
 JSON = "application/json"
 TEXT = "text/plain"
 GOOD = "The film is fast moving and has several great action scenes."
 LIMITS = settings.read().limits  # the shipped model-config.yaml's, as the served archive carries them
-MAX_REQUEST_SIZE = int(read_properties(ROOT / "config.properties")["max_request_size"])
+MAX_REQUEST_SIZE = max_request_size()
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@
 import * as ort from "./vendor/ort.wasm.min.mjs";
 
 const DEFER_AFTER_MS = 300; // ask the server once typing pauses, not on every keystroke
-const TIMEOUT_MS = 5000; // then phase 1's answer stands, provisional (edge.cascade.TIMEOUT_S)
 
 // Everything is served from this origin: no CDN at run time, the page works with the network cut.
 ort.env.wasm.wasmPaths = new URL("./vendor/", import.meta.url).href;
@@ -86,7 +85,7 @@ async function score(model, text) {
 // edge.cascade.defers: below the threshold, or always from 1 up
 const defers = (confidence, threshold) => threshold >= 1 || confidence < threshold;
 
-// The page's own origin passes the call on to TorchServe and adds the credential (serving/web.py, or the
+// The page's own origin passes the call on to TorchServe and adds the credential (serving/web/dev_server.py, or the
 // deployment's proxy): the page holds no token.
 async function askServer(model, text, cancel) {
   const started = performance.now();
@@ -94,7 +93,7 @@ async function askServer(model, text, cancel) {
     method: "POST",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ text }),
-    signal: AbortSignal.any([cancel, AbortSignal.timeout(TIMEOUT_MS)]),
+    signal: AbortSignal.any([cancel, AbortSignal.timeout(model.settings.phase2_timeout_s * 1000)]),
   });
   if (!response.ok) {
     // the server's error code where it sent one (handler.errors; "unreachable" from the page's own proxy)
@@ -106,8 +105,8 @@ async function askServer(model, text, cancel) {
 }
 
 // Why phase 2 gave no answer, in the words the page shows beside the provisional one.
-function unanswered(err) {
-  if (err.name === "TimeoutError") return `did not answer within ${TIMEOUT_MS / 1000} s`;
+function unanswered(err, settings) {
+  if (err.name === "TimeoutError") return `did not answer within ${settings.phase2_timeout_s} s`;
   if (err.name === "TypeError") return "could not be reached"; // fetch's network failure
   return err.message; // "answered HTTP 503", or an answer that was not the expected JSON
 }
@@ -177,7 +176,7 @@ function main() {
         });
       } catch (err) {
         if (seq !== current) return;
-        const why = unanswered(err);
+        const why = unanswered(err, model.settings);
         console.warn(`phase 2 ${why}: the device's answer stands, provisional`);
         show({ ...base, source: "provisional", by: `this device, provisional: the server ${why}` });
       }

@@ -20,7 +20,7 @@ from batch.lock import OutputLocked
 from batch.output import STAGING
 from batch.settings import JobSettings
 from bench.reviews import load_reviews
-from serving.server import free_ports
+from serving.run.server import free_ports
 from tests.batch.conftest import read_output, write_jsonl
 from tests.catalogue import LIMITS
 from tests.conftest import BOOK_REVIEWS, ROOT

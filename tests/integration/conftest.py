@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-import serving.archive
-import serving.server
-from serving.archive import build
-from serving.client import ServingClient
-from serving.server import Instance
+import serving.build.archive
+import serving.run.server
+from serving.build.archive import build
+from serving.client.api import ServingClient
+from serving.run.server import Instance
 from tests.conftest import ROOT
 
 PHASE2 = "sentiment-bigram"  # the phase-2 model of two-phase prediction
@@ -36,7 +36,7 @@ def archive_with(out_dir: Path, model_config: str | None = None, handler_file: P
 def model_config_with(**settings) -> str:
     """The shipped model-config.yaml with some top-level settings replaced (e.g. minWorkers=1), as the archive
     builder replaces them for sentiment-bigram."""
-    return serving.archive.model_config_with((ROOT / "model-config.yaml").read_text(), settings)
+    return serving.build.archive.model_config_with((ROOT / "model-config.yaml").read_text(), settings)
 
 
 def launch_phase2_only(workdir: Path, mar_path: Path, bigram_mar_path: Path) -> Instance:
@@ -63,14 +63,14 @@ def launch(
     model_config: str | None = None,
     models: dict[str, Path] | None = None,
 ) -> Instance:
-    """serving.server.launch, then wait until every worker is READY (the first answer comes from one).
+    """serving.run.server.launch, then wait until every worker is READY (the first answer comes from one).
 
     With `model_config` (the text of a model-config.yaml), the archive is rebuilt with it first."""
     if model_config is not None:
         mar_path = archive_with(workdir / "archive", model_config)
-    srv = serving.server.launch(workdir, mar_path, overrides, models=models)
+    srv = serving.run.server.launch(workdir, mar_path, overrides, models=models)
     try:
-        for model in serving.server.loaded_models(srv.properties):
+        for model in serving.run.server.loaded_models(srv.properties):
             all_workers_ready(srv.client, model)
     except Exception:
         srv.stop()

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from serving.server import stop
+from serving.run.server import stop
 from tests.catalogue import CASES, GOOD, JSON, Case, check
 from tests.integration.conftest import launch, model_config_with
 

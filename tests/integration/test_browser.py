@@ -31,8 +31,8 @@ import websockets.sync.client as websockets_sync
 from bench.reviews import load_reviews
 from edge.device import DeviceModel
 from handler.codec import label, sigmoid
-from serving import web
-from serving.server import free_ports
+from serving.run.server import free_ports
+from serving.web import dev_server as web
 from tests.conftest import MAKE_ENV, ROOT, requires
 from tests.integration.conftest import PHASE2, launch_phase2_only
 
@@ -378,9 +378,9 @@ def test_phase_2_answers_the_page_origin_only(browser, page, server, foreign_sit
         browser.wait("document.readyState === 'complete' && document.title === 'elsewhere'")
         assert browser.eval(FETCH % route) == "refused by the browser"
         assert browser.eval(FETCH % torchserve) == "refused by the browser"
-        with caplog.at_level("WARNING", logger="serving.web"):
+        with caplog.at_level("WARNING", logger="serving.web.dev_server"):
             assert browser.eval(NO_CORS % route) == "opaque"  # sent; its answer hidden from the foreign script
-            refused = [r.getMessage() for r in caplog.records if r.name == "serving.web"]
+            refused = [r.getMessage() for r in caplog.records if r.name == "serving.web.dev_server"]
         foreign = foreign_site.rstrip("/")
         assert refused == [f"refused a POST from origin {foreign} (Sec-Fetch-Site cross-site): not the page's"]
     finally:

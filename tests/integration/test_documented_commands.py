@@ -34,7 +34,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-import serving.server
+import serving.run.server
 from model.data import DATA_DIR
 from tests.conftest import BIGRAM_MAR, BOOK_REVIEWS, EDGE_BUNDLE, MAKE_ENV, MAR, ROOT
 
@@ -85,7 +85,8 @@ RUN = {
 CLUSTER = "starts a standalone Spark master and worker in the background on fixed ports (7077, 8090, 8091); "
 CLUSTER += "tests/batch/test_cluster.py starts the same on free loopback ports and compares its output with local's"
 FLEET = "starts three more TorchServes behind nginx: too much beside this module's server on CI's two cores; "
-FLEET += "tests/integration/test_fleet.py runs serving.fleet's start, status, promote, rollback and scale on free ports"
+FLEET += "tests/integration/test_fleet.py runs serving.fleet's start, status, promote, rollback and scale "
+FLEET += "on free ports"
 BENCH = "a benchmark (minutes, and meaningless on a loaded machine); bench/ has its own tiny-size checks"
 EXCUSED = {
     ("README.md", "make test"): "this suite itself",
@@ -259,7 +260,7 @@ def with_ports(properties: str, ports: dict[int, int]) -> str:
 def served(tmp_path_factory) -> Iterator[Clone]:
     """`make serve` in a fresh copy whose config.properties has free loopback ports; `make stop` at the end."""
     repo = fresh_copy(tmp_path_factory.mktemp("documented"))
-    clone = Clone(repo, dict(zip(DEFAULT_PORTS, serving.server.free_ports(len(DEFAULT_PORTS)), strict=True)))
+    clone = Clone(repo, dict(zip(DEFAULT_PORTS, serving.run.server.free_ports(len(DEFAULT_PORTS)), strict=True)))
     config = repo / "config.properties"
     config.write_text(with_ports(config.read_text(), clone.ports))
     try:
@@ -267,7 +268,7 @@ def served(tmp_path_factory) -> Iterator[Clone]:
         yield clone
     finally:
         stopped = clone.sh("make stop", timeout=120, check=False)
-        serving.server.stop(repo)  # nothing left to stop when `make stop` worked
+        serving.run.server.stop(repo)  # nothing left to stop when `make stop` worked
         assert stopped.returncode == 0, stopped.stderr
 
 
@@ -316,7 +317,7 @@ def test_make_serve_says_what_it_does_and_opens_its_ports(served):
     documented = {int(p) for p in re.findall(r"\b(\d{4})\b", claim.group(2))}
     assert documented == set(DEFAULT_PORTS)
     assert claim.group(1) == {3: "three", 4: "four", 5: "five"}.get(len(documented))
-    frontend = psutil.Process(serving.server.server_pid(served.root))
+    frontend = psutil.Process(serving.run.server.server_pid(served.root))
     listening = {
         (c.laddr.ip.removeprefix("::ffff:"), c.laddr.port)
         for c in frontend.net_connections("inet")
@@ -450,7 +451,7 @@ def test_edge_predict_online_then_offline(served):
     counts = re.search(r"(\d+) answers: (\d+) by the device, (\d+) by the server, (\d+) provisional", online.stderr)
     assert counts and tuple(map(int, counts.groups())) == (len(lines), len(lines) - 1 - len(deferred), len(deferred), 0)
 
-    unreachable = f"http://127.0.0.1:{serving.server.free_ports(1)[0]}"  # nothing listens there
+    unreachable = f"http://127.0.0.1:{serving.run.server.free_ports(1)[0]}"  # nothing listens there
     offline = served.run("README.md", "-m edge predict", server=unreachable)
     answers = [json.loads(line) for line in (served.root / "answers.jsonl").read_text().splitlines()]
     assert {a["key"] for a in answers if a["provisional"]} == deferred

@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from requests.adapters import HTTPAdapter
 
-from serving.client import ServingClient
-from serving.server import stop
+from serving.client.api import ServingClient
+from serving.run.server import stop
 from tests.catalogue import GOOD, JSON
 from tests.integration.conftest import launch
 from tests.integration.faulty_handler import RAISE_TRIGGER, SLOW_SECONDS, SLOW_TRIGGER

@@ -18,9 +18,9 @@ import psutil
 import pytest
 import requests
 
-from serving import fleet
-from serving.archive import build
-from serving.server import server_pid
+from serving.build.archive import build
+from serving.fleet import control as fleet
+from serving.run.server import server_pid
 from tests.conftest import requires
 from tests.integration.conftest import archive_with, model_config_with
 

@@ -13,7 +13,7 @@ import requests
 import tritonclient.http as triton
 
 from handler import oip
-from serving import fleet
+from serving.fleet import control as fleet
 from tests.integration.conftest import archive_with, model_config_with
 from tests.integration.test_oip import REVIEWS, triton_infer
 from tests.oip_catalogue import body, text

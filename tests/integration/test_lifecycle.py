@@ -1,4 +1,4 @@
-"""`python -m serving.server start|stop` as `make serve` and `make stop` run them, with their output captured."""
+"""`python -m serving.run.server start|stop` as `make serve` and `make stop` run them, with their output captured."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import sys
 
 import psutil
 
-from serving.server import SERVER_OUT, loopback_properties, server_pid, stop, write_properties
+from serving.run.server import SERVER_OUT, loopback_properties, server_pid, stop, write_properties
 from tests.conftest import ROOT
 
 
 def _server(*args: str, timeout: float) -> subprocess.CompletedProcess:
     # capture_output: a server left holding the pipe would keep this from returning (TimeoutExpired)
     return subprocess.run(
-        [sys.executable, "-m", "serving.server", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "serving.run.server", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
     )
 
 

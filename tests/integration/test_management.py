@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from serving.archive import build
-from serving.client import ServingAPIError, ServingClient, attempt_deadline
+from serving.build.archive import build
+from serving.client.api import ServingAPIError, ServingClient, attempt_deadline
 from tests.conftest import BOOK_REVIEWS
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from tritonclient.utils import InferenceServerException
 from evaluation import captures
 from handler import oip
 from handler.capture import utc
-from serving import server as torchserve
+from serving.run import server as torchserve
 from tests.catalogue import LIMITS
 from tests.conftest import BOOK_REVIEWS, ROOT
 from tests.integration.conftest import PHASE2, launch
@@ -172,7 +172,7 @@ NOT_SERVED = ("/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/sentimen
 
 
 def test_torchserve_as_configured_serves_no_other_v2_route(server):
-    """Metadata and health over v2 are the fleet edge's (serving/oip_edge.py); here /ping is the health check."""
+    """Metadata and health over v2: the fleet edge's (serving/fleet/oip_edge.py); here /ping is the health check."""
     for path in NOT_SERVED:
         r = requests.get(server.properties["inference_address"] + path, headers=token(server), timeout=30)
         assert r.status_code == 404, path

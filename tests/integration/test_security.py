@@ -14,8 +14,8 @@ import psutil
 import pytest
 import requests
 
-from serving.client import ServingAPIError, ServingClient
-from serving.server import free_ports, server_pid, stop
+from serving.client.api import ServingAPIError, ServingClient
+from serving.run.server import free_ports, server_pid, stop
 from tests.catalogue import GOOD, JSON
 from tests.integration.conftest import launch
 from tests.integration.faulty_handler import RAISE_TRIGGER

@@ -1,13 +1,14 @@
 """A new version on a real TorchServe, the three steps as an operator runs them: build it beside the served archive
-(`make archive VERSION=2.0`), `serving.client promote sentiment_2.0.mar`, `serving.client rollback sentiment`."""
+(`make archive VERSION=2.0`), `serving.client promote sentiment_2.0.mar`,
+`serving.client rollback sentiment`."""
 
 from __future__ import annotations
 
 import pytest
 
 from batch.mar import version as archive_version
-from serving import client as cli
-from serving.archive import build
+from serving.build.archive import build
+from serving.client import cli
 from tests.conftest import BOOK_REVIEWS
 
 

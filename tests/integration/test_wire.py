@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from handler import wire
-from serving.server import stop
+from serving.run.server import stop
 from tests.catalogue import CASES, GOOD, JSON, TEXT
 from tests.integration.conftest import launch
 from tests.oip_catalogue import OIP_CASES, OipCase

@@ -14,7 +14,7 @@ from model.bigram_net import ARTIFACTS, TORCHSCRIPT_FILE, BigramConfig, file_sha
 from model.infer import load_scorer
 from model.text import encode_batch, pack, token_ids
 from model.train_bigram import load_eager
-from serving.archive import check_tokenizer
+from serving.build.archive import check_tokenizer
 from tests.conftest import ROOT
 
 

@@ -188,7 +188,7 @@ def test_a_server_that_never_answers_times_out_into_provisional_answers(device):
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
-        server = Server(f"http://127.0.0.1:{silent.getsockname()[1]}", "sentiment-bigram", timeout=0.5)
+        server = Server(f"http://127.0.0.1:{silent.getsockname()[1]}", "sentiment-bigram", None, timeout=0.5)
         started = time.monotonic()
         answers = TwoPhaseClient(device, server, confidence=1).predict(TEXTS[:2], ["x", "y"])
         assert time.monotonic() - started < 5

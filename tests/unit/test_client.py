@@ -1,4 +1,5 @@
-"""serving.client against a stand-in server on loopback: a lost answer is asked for again, a slow one is awaited."""
+"""serving.client against a stand-in server on loopback:
+a lost answer is asked for again, a slow one is awaited."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from serving.client import ServingClient, attempt_deadline
+from serving.client.api import ServingClient, attempt_deadline
 
 
 @contextmanager

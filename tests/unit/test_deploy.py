@@ -9,7 +9,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from serving.server import read_properties
+from serving.run.server import read_properties
 from tests.conftest import ROOT
 
 DEPLOY = ROOT / "deploy"

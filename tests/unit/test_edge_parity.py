@@ -23,7 +23,7 @@ from model.onnx_export import DeviceNet, logit_error_bound
 from model.onnx_export import pad as build_pad
 from model.platt import CALIBRATION_FILE, Calibration
 from model.text import pack, token_ids
-from serving.bundle import ARTIFACTS, evaluation_splits
+from serving.build.bundle import ARTIFACTS, evaluation_splits
 from tests.catalogue import CASES, LIMITS
 from tests.conftest import EDGE_BUNDLE
 
@@ -149,7 +149,7 @@ def test_the_bundle_is_at_most_one_megabyte_gzipped(edge_bundle):
 def test_the_bundle_is_built_from_committed_files_and_refuses_a_stale_calibration(tmp_path):
     """`make edge` (and so `make serve`) needs no data: the calibration is committed, with the digests of the model
     files it was fitted to; after a retrain the build refuses until `make calibrate` refits it."""
-    from serving import bundle
+    from serving.build import bundle
 
     fitted = json.loads(bundle.CALIBRATION.read_text())
     assert fitted["fitted_to"] == bundle.fitted_to(bundle.ARTIFACTS, bundle.BIGRAM_ARTIFACTS)

@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from serving import fleet
+from serving.fleet import control as fleet
 from tests.conftest import ROOT
 
 MANIFEST = ROOT / "deploy" / "kserve" / "inferenceservice.yaml"

@@ -1,5 +1,5 @@
-"""The import boundaries between the packages (README: Layout), each proved in a fresh interpreter in which the
-packages a module must not need cannot be imported at all."""
+"""The import boundaries between the packages and between serving/'s rooms (docs/architecture.md), each proved in
+a fresh interpreter in which the packages a module must not need cannot be imported at all."""
 
 from __future__ import annotations
 
@@ -19,13 +19,17 @@ ALLOWED = {"model", "model.logit"}
 
 class Blocked:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED and name not in ALLOWED:
+        if any(name == blocked or name.startswith(blocked + ".") for blocked in BLOCKED) and name not in ALLOWED:
             raise ImportError(f"{name} may not be imported here")
 
 sys.meta_path.insert(0, Blocked())
 """
 
-# module -> the top-level packages it must import without
+# what the operating side of serving/ never needs: the model's runtime and Spark
+HEAVY = ("torch", "ts", "transformers", "pyspark", "numpy")
+MODEL_SIDE = ("model", "handler", "batch", "edge")  # the model and its adapters: only serving.build ships them
+
+# module -> the packages (top-level, or a room such as serving.fleet) it must import without
 BOUNDARIES = {
     "handler.codec": {"torch", "ts", "transformers", "tokenizers", "model", "serving", "batch"},
     "handler.errors": {"torch", "ts", "transformers", "tokenizers", "model", "serving", "batch"},
@@ -34,9 +38,23 @@ BOUNDARIES = {
     "model.train": {"ts", "handler", "serving", "batch", "pyspark"},
     "batch.mar": {"ts", "serving"},
     "batch.scoring": {"ts", "serving", "pyspark"},
-    "serving.client": {"torch", "ts", "transformers", "pyspark"},
-    "serving.server": {"torch", "ts", "transformers", "pyspark"},
-    "serving.web": {"torch", "ts", "transformers", "pyspark", "model", "numpy"},
+    # serving/'s rooms (docs/architecture.md): client <- run <- fleet, web; build apart; none imports a sibling above
+    "serving.client.api": {*HEAVY, *MODEL_SIDE, "serving.run", "serving.fleet", "serving.build", "serving.web"},
+    "serving.client.cli": {*HEAVY, *MODEL_SIDE, "serving.run", "serving.fleet", "serving.build", "serving.web"},
+    "serving.run.server": {*HEAVY, *MODEL_SIDE, "serving.fleet", "serving.build", "serving.web"},
+    "serving.fleet.control": {*HEAVY, "model", "batch", "edge", "serving.build", "serving.web"},
+    "serving.fleet.cli": {*HEAVY, "model", "batch", "edge", "serving.build", "serving.web"},
+    "serving.web.dev_server": {*HEAVY, *MODEL_SIDE, "serving.client.cli", "serving.fleet", "serving.build"},
+    "serving.build.archive": {
+        "ts",
+        "pyspark",
+        "batch",
+        "edge",
+        "serving.run",
+        "serving.client",
+        "serving.fleet",
+        "serving.web",
+    },
     # two-phase prediction: the device runs onnxruntime + tokenizers and the codec, nothing of the server side
     "edge.device": {"torch", "ts", "transformers", "model", "serving", "batch", "pyspark", "requests"},
     "edge.cascade": {"torch", "ts", "transformers", "model", "serving", "batch", "pyspark", "requests"},
@@ -46,7 +64,16 @@ BOUNDARIES = {
     "model.threshold": {"torch", "ts", "handler", "serving", "batch", "edge", "pyspark"},
     "model.onnx_export": {"ts", "handler", "serving", "batch", "edge", "pyspark"},
     "model.train_bigram": {"ts", "handler", "serving", "batch", "edge", "pyspark"},
-    "serving.bundle": {"ts", "batch", "edge", "pyspark"},
+    "serving.build.bundle": {
+        "ts",
+        "batch",
+        "edge",
+        "pyspark",
+        "serving.run",
+        "serving.client",
+        "serving.fleet",
+        "serving.web",
+    },
 }
 
 

@@ -95,7 +95,7 @@ def test_serve_says_each_install_step_and_lets_pip_show_its_progress():
     install = next(line for line in ran.splitlines() if "pip install" in line)
     assert "--quiet" not in install and "-r requirements.txt" in install
     assert "==> installing the serving packages" in ran
-    assert ran.strip().endswith("-m serving.server start")
+    assert ran.strip().endswith("-m serving.run.server start")
 
 
 def test_help_prints_no_make_variable_unexpanded():

@@ -63,7 +63,7 @@ def test_a_retrained_models_archive_answers_as_it_trained(tmp_path):
     from model.data import book_split, read_jsonl
     from model.export import export
     from model.infer import TOKENIZER_DIR
-    from serving.archive import build
+    from serving.build.archive import build
 
     data, out = tmp_path / "data", tmp_path / "artifacts"
     corpus(data, random.Random(1))

@@ -7,8 +7,9 @@ import subprocess
 
 import pytest
 
-from serving.archive import DEFAULT_VERSION, archive_name
-from serving.client import Promotion, Removal, promoted_line, removed_line, rolled_back_line, version_key
+from serving.build.archive import DEFAULT_VERSION, archive_name
+from serving.client.api import Promotion, Removal, version_key
+from serving.client.cli import promoted_line, removed_line, rolled_back_line
 from tests.conftest import MAKE_ENV, ROOT
 
 
@@ -27,9 +28,9 @@ def _archive_prerequisite(*make_args: str) -> str:
 
 
 def _dry_run(target: str, *make_args: str) -> list[str]:
-    """What `make <target>` would run if serving/archive.py had changed (-n: nothing is run)."""
+    """What `make <target>` would run if serving/build/archive.py had changed (-n: nothing is run)."""
     done = subprocess.run(
-        ["make", "-n", "-W", "serving/archive.py", target, *make_args],
+        ["make", "-n", "-W", "serving/build/archive.py", target, *make_args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -41,7 +42,9 @@ def _dry_run(target: str, *make_args: str) -> list[str]:
 
 def _archive_recipe(*make_args: str, target: str = "archive") -> str:
     """sentiment's archive recipe (`make serve` builds sentiment-bigram's as well)."""
-    [line] = [line for line in _dry_run(target, *make_args) if "-m serving.archive" in line and "--name" not in line]
+    [line] = [
+        line for line in _dry_run(target, *make_args) if "-m serving.build.archive" in line and "--name" not in line
+    ]
     return line
 
 

@@ -1,4 +1,5 @@
-"""serving/web.py without a browser: gzip only when the client accepts it, identity otherwise, ETag revalidation,
+"""serving/web/dev_server.py without a browser:
+gzip only when the client accepts it, identity otherwise, ETag revalidation,
 HEAD, paths that climb out refused, and the prediction proxy passing TorchServe's answer on as it came."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from serving import web
+from serving.web import dev_server as web
 
 APP_JS = b"// the page's module\n" + b"export const x = 1;\n" * 500
 MODEL = bytes(range(256)) * 40
@@ -31,7 +32,9 @@ def files(tmp_path, monkeypatch) -> Path:
     (node / "ort.wasm").write_bytes(b"\0asm" + b"\1\0\0\0" * 4000)
     (bundle / "model.onnx").write_bytes(MODEL)
     (bundle / "tokenizer.json").write_text(json.dumps({"model": {"vocab": {f"w{i}": i for i in range(500)}}}))
-    (bundle / "settings.json").write_text('{"max_tokens": 256, "phase2_model": "sentiment-bigram"}')
+    (bundle / "settings.json").write_text(
+        '{"max_tokens": 256, "phase2_model": "sentiment-bigram", "phase2_timeout_s": 5.0}'
+    )
     (tmp_path / "secret.txt").write_text("not served")
     monkeypatch.setattr(web, "PAGE", page)
     monkeypatch.setattr(web, "BUNDLE", bundle)

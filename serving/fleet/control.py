@@ -1,11 +1,7 @@
-"""A fleet of TorchServe replicas behind nginx on one machine: started, supervised, managed from one place.
+"""A fleet of TorchServe replicas behind nginx on one machine: started, supervised, managed from one place
+(its command line: serving.fleet.cli, `python -m serving.fleet`).
 
-    python -m serving.fleet start [--replicas 3] [--dir fleet] [--port PORT]   # returns when the proxy answers
-    python -m serving.fleet status | describe | stop [--dir fleet]
-    python -m serving.fleet promote model_store/sentiment_2.0.mar             # replica by replica
-    python -m serving.fleet rollback | scale --workers N | set-default VERSION
-
-Each replica is a whole TorchServe (serving.server.launch) in its own working directory, on free loopback ports,
+Each replica is a whole TorchServe (serving.run.server.launch) in its own working directory, on free loopback ports,
 with token authorization off: the proxy is the only way in from clients, it checks the fleet's one credential,
 and replicas bound to a private address (loopback here, a pod address behind a NetworkPolicy on a cluster) are
 reachable by nothing else that serves clients. A supervisor process restarts a replica whose server died, on
@@ -18,7 +14,6 @@ one. Each round it writes supervisor.json (its pid, the time, each replica's res
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
@@ -36,9 +31,9 @@ from pathlib import Path
 
 import psutil
 
-from serving import proxy
-from serving.client import HISTORY, ServingClient
-from serving.server import ROOT, free_ports, launch, read_properties, server_pid, start, stop, wait_until_ready
+from serving.client.api import HISTORY, ServingClient
+from serving.fleet import proxy
+from serving.run.server import ROOT, free_ports, launch, max_request_size, server_pid, start, stop, wait_until_ready
 
 logger = logging.getLogger(__name__)
 STATE = "fleet.json"
@@ -143,7 +138,7 @@ def start_fleet(
 
 
 def start_proxy(state: FleetState) -> None:
-    max_body = int(read_properties(ROOT / "config.properties")["max_request_size"])
+    max_body = max_request_size()
     settings = proxy.ProxySettings(
         state.listen, tuple(r.address for r in state.replicas), state.credential, max_body, models=(MODEL,)
     )
@@ -386,7 +381,7 @@ def promote(state: FleetState, archive: Path, workers: int = 1) -> str:
 
 
 def rollback(state: FleetState) -> str:
-    """Back to the previous version on every replica; returns the default now."""
+    """Back to the previous default (not the highest other version) on every replica; returns the default now."""
     wait_until_whole(state)
     for replica in state.replicas:
         replica.client().rollback(MODEL)
@@ -435,63 +430,3 @@ def status_text(state: FleetState) -> str:
             line += f" (failing now: {record['last_error']})"
         lines.append(line)
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dir", type=Path, default=ROOT / "fleet", help="the fleet's working directory")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("start", help="start replicas, the proxy and the supervisor")
-    p.add_argument("--replicas", type=int, default=3)
-    p.add_argument("--port", type=int, help="the proxy's loopback port (default: a free one)")
-    p.add_argument("--mar", type=Path, default=ROOT / "model_store" / "sentiment.mar")
-    sub.add_parser("stop", help="stop the supervisor, the proxy and every replica")
-    sub.add_parser("status", help="the proxy's address and each replica's state")
-    sub.add_parser("describe", help="describe the model on every replica")
-    p = sub.add_parser("promote", help="roll a new version out, replica by replica")
-    p.add_argument("archive", type=Path)
-    sub.add_parser("rollback", help="back to the previous version on every replica")
-    p = sub.add_parser("scale", help="set the worker count on every replica")
-    p.add_argument("--workers", type=int, required=True)
-    p = sub.add_parser("set-default", help="make a version the default on every replica")
-    p.add_argument("version")
-    sub.add_parser("supervise", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-
-    if args.command == "start":
-        if not 1 <= args.replicas <= 16:
-            parser.error("--replicas: 1 to 16")
-        state = start_fleet(args.dir, args.mar, args.replicas, args.port)
-        print(f"fleet of {len(state.replicas)} replicas behind {state.url} (credential in {args.dir / CREDENTIAL})")
-        print(
-            f'\n  curl -s {state.url}/predictions/{MODEL} -H "Authorization: Bearer $(cat {args.dir / CREDENTIAL})"'
-            " -H 'Content-Type: text/plain' --data-binary 'A great film.'\n"
-        )
-        return 0
-    if args.command == "supervise":
-        supervise(args.dir)
-        return 0
-    state = FleetState.load(args.dir)
-    if args.command == "stop":
-        stop_fleet(args.dir)
-        print(f"fleet in {args.dir} stopped")
-    elif args.command == "status":
-        print(status_text(state))
-    elif args.command == "describe":
-        print(json.dumps(describe(state), indent=2))
-    elif args.command == "promote":
-        print(f"{MODEL} {promote(state, args.archive)} is the default on every replica")
-    elif args.command == "rollback":
-        print(f"{MODEL} {rollback(state)} is the default on every replica again")
-    elif args.command == "scale":
-        scale(state, args.workers)
-        print(f"{args.workers} worker(s) per replica")
-    elif args.command == "set-default":
-        set_default(state, args.version)
-        print(f"{MODEL} {args.version} is the default on every replica")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

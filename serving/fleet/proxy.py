@@ -1,4 +1,4 @@
-"""The fleet's edge proxy: nginx, configured from serving/nginx.conf, started and stopped by pid.
+"""The fleet's edge proxy: nginx, configured from serving/fleet/nginx.conf, started and stopped by pid.
 
 nginx is Debian's package (`make fleet` installs it when missing). The configuration is rendered into the
 fleet's own directory, so several fleets (tests beside `make fleet`) never share a file or a port.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 
-from serving import oip_edge
+from serving.fleet import oip_edge
 
 logger = logging.getLogger(__name__)
 TEMPLATE = Path(__file__).resolve().with_name("nginx.conf")

@@ -1,5 +1,5 @@
-"""Build the device bundle: `python -m serving.bundle [--out dist/edge]` (`make edge`), and calibrate it:
-`python -m serving.bundle --calibrate` (`make calibrate`, after training either model; needs the data).
+"""Build the device bundle: `python -m serving.build.bundle [--out dist/edge]` (`make edge`), and calibrate it:
+`python -m serving.build.bundle --calibrate` (`make calibrate`, after training either model; needs the data).
 
 The device's probability is the served model's: the one calibration, calibration.json (model/platt.py's
 (slope, intercept), fitted on the validation split by `make train` and shipped in the archive for the
@@ -13,7 +13,7 @@ and the digests of the files they were fitted to. Building needs no data, like s
      refused if the models or the calibration changed since.
 Plain files only (model.onnx, tokenizer.json, settings.json), so a browser page can fetch them as they are.
 
-It lives beside serving/archive.py because it is the device's archive: like a .mar it packs the model with the
+It lives beside serving/build/archive.py because it is the device's archive: like a .mar it packs the model with the
 handler's facts (the request limits the device enforces), and only serving/ may import both model and handler.
 """
 
@@ -47,7 +47,7 @@ from model.platt import CALIBRATION_FILE, Calibration
 from model.text import pack, token_ids
 
 logger = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DIST = ROOT / "dist" / "edge"
 CALIBRATION = ARTIFACTS / "device.json"
 MODEL_FILE, TOKENIZER_FILE, SETTINGS_FILE = "model.onnx", "tokenizer.json", "settings.json"  # edge.device's names
@@ -61,6 +61,8 @@ class BundleConfig:
     audit_rate: float = 0.02  # 1 in 50 confident answers is also scored by phase 2: about 100 a day per 5,000
     # reviews, enough to see the device model drift within weeks, 2 % more server work
     phase2_model: str = "sentiment-bigram"  # the TorchServe model deferred reviews go to
+    phase2_timeout_s: float = 5.0  # a deferred answer waits at most this long for the server, then the device's
+    # stands as provisional: well above phase 2's seconds-long worst case, short enough for a person waiting
     val_every: int = 4  # the book's split, as both models were trained with: calibration sees validation only
 
 
@@ -217,6 +219,7 @@ def build(
         "threshold": fitted["threshold"],
         "audit_rate": cfg.audit_rate,
         "phase2_model": cfg.phase2_model,
+        "phase2_timeout_s": cfg.phase2_timeout_s,
         "limits": asdict(handler_settings.read().limits),
         "how": fitted["how"],
     }

@@ -1,7 +1,7 @@
 """Start and stop a TorchServe instance and wait until the model answers.
 
-    python -m serving.server start [--config config.properties] [--workdir .]
-    python -m serving.server stop  [--workdir .]
+    python -m serving.run.server start [--config config.properties] [--workdir .]
+    python -m serving.run.server stop  [--workdir .]
 
 Each instance lives in its own working directory: TorchServe writes key_file.json to its working directory and
 its pid file to $TMPDIR, so giving every instance its own pair lets several run side by side (tests, benchmarks).
@@ -25,10 +25,10 @@ from pathlib import Path
 
 import psutil
 
-from serving.client import PROBE, ServingClient
+from serving.client.api import PROBE, ServingClient
 
 logger = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SERVER_OUT = "torchserve.out"  # in the instance's logs/: what the frontend and its workers write to stdout/stderr
 STOP_TIMEOUT = 60.0  # s for the frontend and its workers to exit after `torchserve --stop`
 
@@ -41,6 +41,12 @@ def read_properties(path: Path) -> dict[str, str]:
             name, value = line.split("=", 1)
             props[name.strip()] = value.strip()
     return props
+
+
+def max_request_size(config: Path = ROOT / "config.properties") -> int:
+    """The largest request body TorchServe accepts (config.properties' max_request_size): every proxy in front of
+    it (the fleet's nginx, the page's server) refuses a larger one itself rather than pass it on."""
+    return int(read_properties(config)["max_request_size"])
 
 
 FILE_SETTINGS = ("metrics_config",)  # settings naming a file, relative to the config's folder

@@ -1,4 +1,4 @@
-"""Serve the phase-1 page on loopback: `python -m serving.web [run|start|stop] [--port 8095] [--server URL]
+"""Serve the phase-1 page on loopback: `python -m serving.web.dev_server [run|start|stop] [--port 8095] [--server URL]
 [--key-file FILE]`. `run` (the default) serves in the foreground until Ctrl-C; `start` (`make web`) serves in the
 background, records the server's pid in tmp/web.pid and returns once the page answers; `stop` (`make web-stop`)
 ends the recorded process and waits until it is gone.
@@ -50,8 +50,10 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from serving.run.server import max_request_size
+
 logger = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "edge" / "web"
 BUNDLE = ROOT / "dist" / "edge"
 PORT = 8095  # loopback, clear of TorchServe's 8080-8082
@@ -70,8 +72,7 @@ VENDOR = {
 BUNDLE_FILES = ("model.onnx", "tokenizer.json", "settings.json")
 PAGE_FILES = ("index.html", "app.js", "style.css")
 LOOPBACK_NAMES = ("127.0.0.1", "localhost")  # how a browser on this machine names the page's server
-MAX_BODY = 6_553_500  # config.properties' max_request_size
-TIMEOUT_S = 5.0  # the page stops waiting at 5 s as well
+MAX_BODY = max_request_size()  # what TorchServe would refuse is refused here, not passed on
 TYPES = {
     ".mjs": "text/javascript",
     ".js": "text/javascript",
@@ -194,6 +195,11 @@ def phase2_model(bundle: Path) -> str:
     return json.loads((Path(bundle) / "settings.json").read_text())["phase2_model"]
 
 
+def phase2_timeout(bundle: Path) -> float:
+    """Seconds a call to phase 2 may take: the bundle's (settings.json), as the page and edge.cascade wait."""
+    return float(json.loads((Path(bundle) / "settings.json").read_text())["phase2_timeout_s"])
+
+
 def allowed(origin: str | None, fetch_site: str | None, host: str | None, port: int) -> bool:
     """Whether a POST comes from the page itself: Origin is the page's own origin (browsers send it on every
     POST, `no-cors` and forms included), the Host a loopback name of this server, and Sec-Fetch-Site, which
@@ -207,6 +213,7 @@ class PageHandler(BaseHTTPRequestHandler):
     server_url: str = ""
     key_file: Path = Path("key_file.json")
     model: str = ""  # the only model passed on: the bundle's phase-2 model
+    timeout: float = 0.0  # the bundle's phase-2 timeout: past it the page keeps its own answer anyway
 
     def do_GET(self) -> None:  # noqa: N802 - the http.server name
         self._static(head=False)
@@ -258,7 +265,7 @@ class PageHandler(BaseHTTPRequestHandler):
             method="POST",
         )
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310 - the configured server
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - the configured server
                 status, body, kind = response.status, response.read(), response.headers.get("Content-Type")
         except urllib.error.HTTPError as err:
             status, body, kind = err.code, err.read(), err.headers.get("Content-Type")
@@ -295,7 +302,12 @@ class PageHandler(BaseHTTPRequestHandler):
 
 def make_server(port: int, server_url: str, key_file: Path) -> ThreadingHTTPServer:
     """The page's server on 127.0.0.1:`port` (0: any free port), its files compressed before it accepts a call."""
-    fields = {"server_url": server_url, "key_file": Path(key_file), "model": phase2_model(BUNDLE)}
+    fields = {
+        "server_url": server_url,
+        "key_file": Path(key_file),
+        "model": phase2_model(BUNDLE),
+        "timeout": phase2_timeout(BUNDLE),
+    }
     handler = type("Handler", (PageHandler,), fields)
     precompress()
     return ThreadingHTTPServer(("127.0.0.1", port), handler)
@@ -312,7 +324,7 @@ def recorded_pid() -> int | None:
         command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except (OSError, ValueError):
         return None
-    return pid if b"serving.web" in command and running(pid) else None
+    return pid if b"serving.web.dev_server" in command and running(pid) else None
 
 
 def start(argv: list[str], port: int) -> int:
@@ -324,7 +336,7 @@ def start(argv: list[str], port: int) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
     with LOG_FILE.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "serving.web", "run", *argv],
+            [sys.executable, "-m", "serving.web.dev_server", "run", *argv],
             cwd=ROOT,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -382,7 +394,7 @@ def stop(timeout: float = 10.0) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="python -m serving.web", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m serving.web.dev_server", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", nargs="?", default="run", choices=["run", "start", "stop"])
     parser.add_argument("--port", type=int, default=PORT, help="loopback port (%(default)s)")
     parser.add_argument("--server", default="http://127.0.0.1:8080", help="TorchServe's inference URL (%(default)s)")

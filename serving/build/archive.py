@@ -1,4 +1,4 @@
-"""Build a model archive with torch-model-archiver: `python -m serving.archive [--name sentiment] [--version 1.0]`.
+"""Build a model archive with torch-model-archiver: `python -m serving.build.archive [--name N] [--version V]`.
 
 Two models are served, by the one handler: `sentiment` (model/artifacts) and `sentiment-bigram`, the stronger
 phase-2 model of the two-phase cascade (model/artifacts_bigram). Both archives carry the same handler, codec,
@@ -6,9 +6,10 @@ limits and tokenizer; they differ in the TorchScript file (the handler loads the
 config and the worker count.
 
 Version 1.0 is model_store/sentiment.mar, the archive `make serve` and `make batch` use; any other version is
-written beside it as model_store/sentiment_<version>.mar, to be registered and promoted (`serving.client promote`)
-while 1.0 keeps serving. The archive holds the TorchScript model, the tokenizer, the config, the handler and the
-plain-function modules it imports, so the archive alone is enough to serve or to batch-score.
+written beside it as model_store/sentiment_<version>.mar, to be registered and promoted
+(`serving.client promote`) while 1.0 keeps serving. The archive holds the TorchScript model, the tokenizer,
+the config, the handler and the plain-function modules it imports, so the archive alone is enough to serve or to
+batch-score.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from model.infer import CONFIG_FILE, TOKENIZER_DIR, TORCHSCRIPT_FILE
 from model.platt import CALIBRATION_FILE
 
 logger = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODEL_MODULES = ("__init__.py", "config.py", "text.py", "logit.py", "infer.py")  # what the handler imports from model/
 HANDLER_MODULES = (
     "__init__.py",

@@ -5,7 +5,7 @@ TorchServe routes POST /v2/models/{model}/infer to the handler (handler.oip), bu
 (GET /v2/models/{model}) nor model readiness (GET /v2/models/{model}/ready); its own /v2 and /v2/health/*, behind
 ts_open_inference_protocol, answer "ready" whether or not a model has a worker. So the edge answers them: model
 metadata from handler.oip.metadata (the one description of the tensors), readiness from the replicas' /ping
-(healthy only when every model they serve has its workers). serving/nginx.conf holds the fixed locations; this
+(healthy only when every model they serve has its workers). serving/fleet/nginx.conf holds the fixed locations; this
 module renders the per-model ones into its @@OIP_MODELS@@.
 """
 

@@ -1,0 +1,1 @@
+"""Operating a TorchServe: the API client (api), its command line (cli, `python -m serving.client`)."""

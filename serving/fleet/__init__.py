@@ -1,0 +1,1 @@
+"""A fleet of replicas behind nginx: control (state, supervisor, rollout), proxy, oip_edge, cli."""
