@@ -1,6 +1,6 @@
 """TorchServe's inference and management APIs on `requests`: tokens, predictions with the retry policy
-(serving.client.retry), the management calls, and the version policy (promote, rollback: serving.client.versions).
-The command line over it is serving.client.cli (`python -m serving.client`).
+(predict_raw, attempt_deadline), the management calls, and the version policy (promote; rollback to the previous
+default). The command line over it is serving.client.cli (`python -m serving.client`).
 
 Tokens come from TorchServe's key_file.json; an expired token is renewed with the API key and retried once.
 A prediction TorchServe loses (a worker scaled down or killed under it) is asked for again: see predict_raw.
