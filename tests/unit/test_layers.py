@@ -29,6 +29,14 @@ sys.meta_path.insert(0, Blocked())
 HEAVY = ("torch", "ts", "transformers", "pyspark", "numpy")
 MODEL_SIDE = ("model", "handler", "batch", "edge")  # the model and its adapters: only serving.build ships them
 
+# what the fleet never needs: the model's runtime and the rooms beside it
+FLEET_BELOW = (*HEAVY, "model", "batch", "edge", "serving.build", "serving.web")
+
+
+def fleet(*modules: str) -> set[str]:
+    return {f"serving.fleet.{m}" for m in modules}
+
+
 # module -> the packages (top-level, or a room such as serving.fleet) it must import without
 BOUNDARIES = {
     "handler.codec": {"torch", "ts", "transformers", "tokenizers", "model", "serving", "batch"},
@@ -42,8 +50,13 @@ BOUNDARIES = {
     "serving.client.api": {*HEAVY, *MODEL_SIDE, "serving.run", "serving.fleet", "serving.build", "serving.web"},
     "serving.client.cli": {*HEAVY, *MODEL_SIDE, "serving.run", "serving.fleet", "serving.build", "serving.web"},
     "serving.run.server": {*HEAVY, *MODEL_SIDE, "serving.fleet", "serving.build", "serving.web"},
-    "serving.fleet.control": {*HEAVY, "model", "batch", "edge", "serving.build", "serving.web"},
-    "serving.fleet.cli": {*HEAVY, "model", "batch", "edge", "serving.build", "serving.web"},
+    # inside the fleet: state is the floor; the supervisor and rollout stand on it apart; lifecycle and status above
+    "serving.fleet.state": {*FLEET_BELOW, *fleet("supervisor", "rollout", "lifecycle", "status", "proxy", "cli")},
+    "serving.fleet.supervisor": {*FLEET_BELOW, *fleet("rollout", "lifecycle", "status", "proxy", "cli")},
+    "serving.fleet.rollout": {*FLEET_BELOW, *fleet("supervisor", "lifecycle", "status", "proxy", "cli")},
+    "serving.fleet.lifecycle": {*FLEET_BELOW, *fleet("rollout", "status", "cli")},
+    "serving.fleet.status": {*FLEET_BELOW, *fleet("rollout", "lifecycle", "cli")},
+    "serving.fleet.cli": set(FLEET_BELOW),
     "serving.web.dev_server": {*HEAVY, *MODEL_SIDE, "serving.client.cli", "serving.fleet", "serving.build"},
     "serving.build.archive": {
         "ts",
