@@ -23,7 +23,7 @@ from pathlib import Path
 from bench.cells import Target, median_cell, one_cell, warm_up
 from bench.reviews import load_reviews, review_mix, single_bodies
 from bench.wrk import write_bodies
-from serving.fleet import control as fleet
+from serving.fleet.lifecycle import start_fleet, stop_fleet
 from serving.run.server import ROOT
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def run(seconds: float, repeats: int, mix: str) -> dict:
     work = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     mar = ROOT / "model_store" / "sentiment.mar"
     bodies = write_bodies(single_bodies(review_mix(mix, 500) if mix == "sentence" else load_reviews(500)), work)
-    one = fleet.start_fleet(work / "one", mar, replicas=1, supervise=False)
+    one = start_fleet(work / "one", mar, replicas=1, supervise=False)
     try:
         [replica] = one.replicas
         direct = Target("direct", replica.inference, None)
@@ -67,14 +67,14 @@ def run(seconds: float, repeats: int, mix: str) -> dict:
             warm_up(target, bodies)
         measured = cells([direct, proxied], bodies, seconds, repeats)
     finally:
-        fleet.stop_fleet(Path(one.directory))
-    three = fleet.start_fleet(work / "three", mar, replicas=3, supervise=False)
+        stop_fleet(Path(one.directory))
+    three = start_fleet(work / "three", mar, replicas=3, supervise=False)
     try:
         target = Target("fleet of 3", three.url, three.credential)
         warm_up(target, bodies)
         measured |= cells([target], bodies, seconds, repeats)
     finally:
-        fleet.stop_fleet(Path(three.directory))
+        stop_fleet(Path(three.directory))
     cores = os.cpu_count() or 1
     c64 = {name: rows[-1] for name, rows in measured.items()}
     c1 = {name: rows[0] for name, rows in measured.items()}

@@ -38,6 +38,8 @@ ERRORS: dict[str, ErrorCode] = {
         ErrorCode("text_too_long", 413, "the text is longer than `max_chars` characters"),
         ErrorCode("invalid_key", 400, '"key" is not a string or finite number, or is longer than `max_key_chars`'),
         ErrorCode("invalid_audit", 400, '"audit" is not an object with a probability in [0, 1] and a version string'),
+        # the page's development server (serving/web/dev_server.py), before TorchServe sees the request
+        ErrorCode("forbidden", 403, "a prediction sent to the page's server by anything but the page itself"),
         # the server
         ErrorCode("internal_error", 500, "the handler failed on this request (a bug); logged with its request id"),
     )

@@ -1,4 +1,4 @@
-"""The fleet's command line over serving.fleet.control (which says what a fleet is):
+"""The fleet's command line (serving.fleet says what a fleet is):
 
 python -m serving.fleet start [--replicas 3] [--dir fleet] [--port PORT]   # returns when the proxy answers
 python -m serving.fleet status | describe | stop [--dir fleet]
@@ -14,21 +14,12 @@ import logging
 import sys
 from pathlib import Path
 
-from serving.fleet.control import (
-    CREDENTIAL,
-    MODEL,
-    ROOT,
-    FleetState,
-    describe,
-    promote,
-    rollback,
-    scale,
-    set_default,
-    start_fleet,
-    status_text,
-    stop_fleet,
-    supervise,
-)
+from serving.fleet.lifecycle import start_fleet, stop_fleet
+from serving.fleet.rollout import promote, rollback, scale, set_default
+from serving.fleet.state import CREDENTIAL, MODEL, FleetState
+from serving.fleet.status import describe, status_text
+from serving.fleet.supervisor import supervise
+from serving.run.server import ROOT
 
 
 def main(argv: list[str] | None = None) -> int:

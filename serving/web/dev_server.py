@@ -26,7 +26,8 @@ compressed once per version of the file and kept in memory, never per request. E
 a Last-Modified, so the page's no-cache revalidations cost a 304: Chromium revalidates http.server's HTTP/1.0
 answers by Last-Modified only. The proxied answers are passed on as TorchServe sent them.
 
-Standard library only: the page's server must not pull in torch or TorchServe.
+Standard library and the error registry (handler.errors, pure Python) only: the page's server must not pull in
+torch or TorchServe.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from handler.errors import ServingError
 from serving.run.server import max_request_size
 
 logger = logging.getLogger(__name__)
@@ -83,8 +85,16 @@ TYPES = {
 # weights) only to 0.91. Level 6: level 9 saves 0.3 % more for 1.8x the time.
 COMPRESSIBLE = frozenset((".wasm", ".mjs", ".js", ".onnx", ".json", ".html", ".css"))
 GZIP_LEVEL = 6
-FORBIDDEN = b'{"error":{"code":"forbidden","message":"only the page itself may ask for predictions here"}}'
-UNSUPPORTED = b'{"error":{"code":"unsupported_media_type","message":"send Content-Type application/json"}}'
+
+
+def refusal(code: str, message: str) -> tuple[HTTPStatus, bytes]:
+    """A refusal as every error is answered: the registry's status and {"error": {"code", "message"}}, compact."""
+    error = ServingError(code, message)  # an unregistered code fails here, at import
+    return HTTPStatus(error.status), json.dumps(error.body(), separators=(",", ":")).encode()
+
+
+FORBIDDEN = refusal("forbidden", "only the page itself may ask for predictions here")
+UNSUPPORTED = refusal("unsupported_media_type", "send Content-Type application/json")
 
 
 @dataclass(frozen=True)
@@ -251,9 +261,9 @@ class PageHandler(BaseHTTPRequestHandler):
         origin, fetch_site = self.headers.get("Origin"), self.headers.get("Sec-Fetch-Site")
         if not allowed(origin, fetch_site, self.headers.get("Host"), self.server.server_address[1]):
             logger.warning("refused a POST from origin %s (Sec-Fetch-Site %s): not the page's", origin, fetch_site)
-            return self._send(FORBIDDEN, "application/json", HTTPStatus.FORBIDDEN, cache=False)
+            return self._refuse(*FORBIDDEN)
         if self.headers.get("Content-Type", "").split(";")[0].strip().lower() != "application/json":
-            return self._send(UNSUPPORTED, "application/json", HTTPStatus.UNSUPPORTED_MEDIA_TYPE, cache=False)
+            return self._refuse(*UNSUPPORTED)
         token = read_token(self.key_file)
         request = urllib.request.Request(
             self.server_url.rstrip("/") + self.path,
@@ -273,6 +283,9 @@ class PageHandler(BaseHTTPRequestHandler):
             logger.warning("TorchServe unreachable (%s)", type(err).__name__)
             return self._send(b'{"error":{"code":"unreachable"}}', "application/json", HTTPStatus.BAD_GATEWAY, False)
         return self._send(body, kind or "application/json", HTTPStatus(status), cache=False)
+
+    def _refuse(self, status: HTTPStatus, body: bytes) -> None:
+        self._send(body, "application/json", status, cache=False)
 
     def _send(
         self,

@@ -19,7 +19,11 @@ import pytest
 import requests
 
 from serving.build.archive import build
-from serving.fleet import control as fleet
+from serving.fleet.lifecycle import start_fleet, stop_fleet
+from serving.fleet.rollout import holds, promote, rollback
+from serving.fleet.state import FleetState, replica_alive
+from serving.fleet.status import describe, status_text
+from serving.fleet.supervisor import supervisor_status
 from serving.run.server import server_pid
 from tests.conftest import requires
 from tests.integration.conftest import archive_with, model_config_with
@@ -38,16 +42,16 @@ def config_dir(tmp_path_factory) -> Path:
 def running(config_dir):
     """Three replicas of one worker each (three on two cores is crowded enough), the proxy, the supervisor."""
     mar = archive_with(config_dir, model_config_with(minWorkers=1, maxWorkers=1))
-    state = fleet.start_fleet(config_dir / "fleet", mar, replicas=REPLICAS)
+    state = start_fleet(config_dir / "fleet", mar, replicas=REPLICAS)
     yield state
-    fleet.stop_fleet(Path(state.directory))
+    stop_fleet(Path(state.directory))
 
 
 @dataclass
 class Traffic:
     """Closed-loop clients sending keyed reviews through the proxy until stopped; every answer is kept."""
 
-    state: fleet.FleetState
+    state: FleetState
     clients: int = 2
     answers: list[tuple[str, int, dict, str]] = field(default_factory=list)  # key, status, body, replica
     failures: list[str] = field(default_factory=list)
@@ -87,7 +91,7 @@ class Traffic:
         assert all(body["key"] == key for key, _, body, _ in self.answers)
 
 
-def post(state: fleet.FleetState, path: str = "/predictions/sentiment", method: str = "POST", **headers):
+def post(state: FleetState, path: str = "/predictions/sentiment", method: str = "POST", **headers):
     return requests.request(method, state.url + path, data=b"A great film.", headers=headers, timeout=30)
 
 
@@ -116,7 +120,7 @@ def test_a_rolling_upgrade_fails_no_request(running, config_dir):
     v2 = build("sentiment", "2.0", config_dir / "v2", config_file=config_dir / "model-config.yaml")
     with Traffic(running) as traffic:
         time.sleep(1.0)
-        assert fleet.promote(running, v2) == "2.0"
+        assert promote(running, v2) == "2.0"
         time.sleep(1.0)
     traffic.check_every_key_answered_once()
     by_replica: dict[str, list[str]] = {}
@@ -137,7 +141,7 @@ def test_a_replica_killed_under_traffic_fails_no_request_and_comes_back(running)
         for process in [frontend, *frontend.children(recursive=True)]:  # the whole TorchServe, at once
             process.kill()
         deadline = time.monotonic() + 120
-        while server_pid(Path(victim.workdir)) == frontend.pid or not fleet._replica_alive(victim):
+        while server_pid(Path(victim.workdir)) == frontend.pid or not replica_alive(victim):
             assert time.monotonic() < deadline, "the supervisor did not restart the killed replica"
             time.sleep(0.5)
         restarted = len(traffic.answers)  # from here on, an answer from its address is the new server's
@@ -151,8 +155,8 @@ def test_a_replica_killed_under_traffic_fails_no_request_and_comes_back(running)
 
 
 def test_rollback_and_management_from_one_place(running):
-    assert fleet.rollback(running) == "1.0"
-    described = fleet.describe(running)
+    assert rollback(running) == "1.0"
+    described = describe(running)
     assert len(described) == REPLICAS
     assert all([m["modelVersion"] for m in models] == ["1.0"] for models in described.values())
     assert post(running, Authorization=f"Bearer {running.credential}").json()["model_version"] == "1.0"
@@ -179,7 +183,7 @@ def test_the_supervisor_survives_restarts_that_fail_and_brings_the_replica_back(
     `status` shows the supervisor up and the replica's restarts and failures."""
     victim = running.replicas[1]
     name = Path(victim.workdir).name
-    before = fleet.supervisor_status(running)["replicas"].get(name, {"restarts": 0, "failures": 0})
+    before = supervisor_status(running)["replicas"].get(name, {"restarts": 0, "failures": 0})
     frontend = psutil.Process(server_pid(Path(victim.workdir)))
     for process in [frontend, *frontend.children(recursive=True)]:
         process.kill()
@@ -188,20 +192,20 @@ def test_the_supervisor_survives_restarts_that_fail_and_brings_the_replica_back(
         held = time.monotonic()
         while True:  # 20 s, and until a failed restart is on record (a slow machine starts slowly)
             assert psutil.pid_exists(running.supervisor_pid), "the supervisor died"
-            during = fleet.supervisor_status(running)
+            during = supervisor_status(running)
             failed = during["replicas"].get(name, {}).get("failures", 0) - before["failures"]
             if time.monotonic() - held > 20 and failed >= 1:
                 break
             assert time.monotonic() - held < 180, f"no failed restart on record: {during}"
             time.sleep(0.5)
-        assert during["alive"] and not fleet._replica_alive(victim), during
+        assert during["alive"] and not replica_alive(victim), during
     finally:
         holder.close()
     deadline = time.monotonic() + 240
     while True:  # back, and the restart on record (written once the round that restarted it ends)
-        after = fleet.supervisor_status(running)
+        after = supervisor_status(running)
         restarts = after["replicas"][name]["restarts"] - before["restarts"]
-        if restarts >= 1 and fleet._replica_alive(victim) and fleet._holds(victim, set(running.archives)):
+        if restarts >= 1 and replica_alive(victim) and holds(victim, set(running.archives)):
             break
         assert time.monotonic() < deadline, f"the supervisor did not bring the replica back: {after}"
         assert psutil.pid_exists(running.supervisor_pid), "the supervisor died"
@@ -210,5 +214,5 @@ def test_the_supervisor_survives_restarts_that_fail_and_brings_the_replica_back(
     assert post(running, Authorization=f"Bearer {running.credential}").status_code == 200
     log = (Path(running.directory) / "supervisor.log").read_text()
     assert log.count(f"restarting replica {name} failed") == after["replicas"][name]["failures"]
-    text = fleet.status_text(running)
+    text = status_text(running)
     assert "supervisor up" in text and f"{name} up: {after['replicas'][name]['restarts']} restarts" in text

@@ -13,7 +13,8 @@ import requests
 import tritonclient.http as triton
 
 from handler import oip
-from serving.fleet import control as fleet
+from serving.fleet.lifecycle import start_fleet, stop_fleet
+from serving.fleet.state import MODEL, FleetState
 from tests.integration.conftest import archive_with, model_config_with
 from tests.integration.test_oip import REVIEWS, triton_infer
 from tests.oip_catalogue import body, text
@@ -26,18 +27,18 @@ def running(tmp_path_factory):
     """One replica of one worker is enough for the protocol: test_fleet.py covers spreading and failover."""
     config_dir = tmp_path_factory.mktemp("fleet-oip")
     mar = archive_with(config_dir, model_config_with(minWorkers=1, maxWorkers=1))
-    state = fleet.start_fleet(config_dir / "fleet", mar, replicas=1)
+    state = start_fleet(config_dir / "fleet", mar, replicas=1)
     yield state
-    fleet.stop_fleet(Path(state.directory))
+    stop_fleet(Path(state.directory))
 
 
-def credential(state: fleet.FleetState) -> dict:
+def credential(state: FleetState) -> dict:
     return {"Authorization": f"Bearer {state.credential}"}
 
 
-def native(state: fleet.FleetState) -> list[dict]:
+def native(state: FleetState) -> list[dict]:
     r = requests.post(
-        f"{state.url}/predictions/{fleet.MODEL}",
+        f"{state.url}/predictions/{MODEL}",
         json={"instances": REVIEWS},
         headers=credential(state),
         timeout=30,
@@ -47,7 +48,7 @@ def native(state: fleet.FleetState) -> list[dict]:
 
 
 def test_tritonclient_scores_through_the_edge_as_predictions_does(running):
-    result = triton_infer(running.listen, fleet.MODEL, REVIEWS, credential(running), keys=list(range(len(REVIEWS))))
+    result = triton_infer(running.listen, MODEL, REVIEWS, credential(running), keys=list(range(len(REVIEWS))))
     expected = native(running)
     assert result.as_numpy("positive_review_probability").tolist() == [
         np.float32(p["positive_review_probability"]) for p in expected
@@ -57,7 +58,7 @@ def test_tritonclient_scores_through_the_edge_as_predictions_does(running):
 
 
 def test_requests_gets_the_same_values_and_the_specs_errors(running):
-    url = f"{running.url}/v2/models/{fleet.MODEL}/infer"
+    url = f"{running.url}/v2/models/{MODEL}/infer"
     r = requests.post(url, data=body(text(REVIEWS), id="edge-1"), headers=credential(running), timeout=30)
     assert r.status_code == 200 and r.json()["id"] == "edge-1"
     [probability] = [o["data"] for o in r.json()["outputs"] if o["name"] == "positive_review_probability"]
@@ -74,9 +75,9 @@ def test_the_edge_answers_health_and_metadata_for_tritonclient(running):
     client = triton.InferenceServerClient(url=running.listen)
     try:
         assert client.is_server_live() and client.is_server_ready()  # probes need no credential
-        assert client.is_model_ready(fleet.MODEL, headers=credential(running))
-        assert not client.is_model_ready(fleet.MODEL)  # the credential guards the models' routes
-        assert client.get_model_metadata(fleet.MODEL, headers=credential(running)) == oip.metadata(fleet.MODEL)
+        assert client.is_model_ready(MODEL, headers=credential(running))
+        assert not client.is_model_ready(MODEL)  # the credential guards the models' routes
+        assert client.get_model_metadata(MODEL, headers=credential(running)) == oip.metadata(MODEL)
         assert client.get_server_metadata()["name"] == "sentiment-fleet"
     finally:
         client.close()

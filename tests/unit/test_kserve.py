@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from serving.fleet import control as fleet
+from serving.fleet.state import MODEL
 from tests.conftest import ROOT
 
 MANIFEST = ROOT / "deploy" / "kserve" / "inferenceservice.yaml"
@@ -98,7 +98,7 @@ def test_an_invalid_manifest_is_refused(spoil):
 
 def test_it_serves_the_fleets_image_and_model_on_the_inference_port_only():
     isvc = manifest()
-    assert isvc["metadata"]["name"] == fleet.MODEL  # /v2/models/<name>/infer must name the served model
+    assert isvc["metadata"]["name"] == MODEL  # /v2/models/<name>/infer must name the served model
     [container] = isvc["spec"]["predictor"]["containers"]
     deployment = yaml.safe_load((ROOT / "deploy" / "k8s" / "deployment.yaml").read_text())
     [replica] = deployment["spec"]["template"]["spec"]["containers"]

@@ -291,7 +291,8 @@ def test_the_proxy_answers_the_page_origin_only(page, headers):
         connection.endheaders(b"{}")
         response = connection.getresponse()
         assert response.status == 403
-        assert json.loads(response.read())["error"]["code"] == "forbidden"
+        refused = json.loads(response.read())  # in every error's shape (handler.errors): a code and a message
+        assert refused["error"]["code"] == "forbidden" and list(refused) == ["error"] and refused["error"]["message"]
     finally:
         connection.close()
     assert FakeTorchServe.seen == []
@@ -311,7 +312,9 @@ def test_the_proxy_passes_json_only(page):
     response, body = fetch(
         page, "/predictions/sentiment-bigram", "POST", body=b"fine", **{**own(page), "Content-Type": "text/plain"}
     )
-    assert response.status == 415 and json.loads(body)["error"]["code"] == "unsupported_media_type"
+    refused = json.loads(body)
+    assert response.status == 415
+    assert refused["error"]["code"] == "unsupported_media_type" and refused["error"]["message"]
     assert FakeTorchServe.seen == []
 
 
