@@ -40,6 +40,7 @@ ERRORS: dict[str, ErrorCode] = {
         ErrorCode("invalid_audit", 400, '"audit" is not an object with a probability in [0, 1] and a version string'),
         # the page's development server (serving/web/dev_server.py), before TorchServe sees the request
         ErrorCode("forbidden", 403, "a prediction sent to the page's server by anything but the page itself"),
+        ErrorCode("unreachable", 502, "the page's server could not reach TorchServe, or it did not answer in time"),
         # the server
         ErrorCode("internal_error", 500, "the handler failed on this request (a bug); logged with its request id"),
     )

@@ -95,6 +95,7 @@ def refusal(code: str, message: str) -> tuple[HTTPStatus, bytes]:
 
 FORBIDDEN = refusal("forbidden", "only the page itself may ask for predictions here")
 UNSUPPORTED = refusal("unsupported_media_type", "send Content-Type application/json")
+UNREACHABLE = refusal("unreachable", "TorchServe did not answer; the page keeps its own answer")
 
 
 @dataclass(frozen=True)
@@ -281,7 +282,7 @@ class PageHandler(BaseHTTPRequestHandler):
             status, body, kind = err.code, err.read(), err.headers.get("Content-Type")
         except OSError as err:  # TorchServe down or too slow: the page keeps its own answer, provisional
             logger.warning("TorchServe unreachable (%s)", type(err).__name__)
-            return self._send(b'{"error":{"code":"unreachable"}}', "application/json", HTTPStatus.BAD_GATEWAY, False)
+            return self._refuse(*UNREACHABLE)
         return self._send(body, kind or "application/json", HTTPStatus(status), cache=False)
 
     def _refuse(self, status: HTTPStatus, body: bytes) -> None:

@@ -325,7 +325,9 @@ def test_the_proxy_says_unreachable_when_torchserve_is_down(files):
     with running(web.make_server(0, f"http://127.0.0.1:{port}", files / "absent.json")) as page:
         response, body = fetch(page, "/predictions/sentiment-bigram", "POST", body=b"{}", **own(page))
     assert response.status == 502
-    assert json.loads(body) == {"error": {"code": "unreachable"}}
+    assert json.loads(body) == {
+        "error": {"code": "unreachable", "message": "TorchServe did not answer; the page keeps its own answer"}
+    }
 
 
 def test_a_listed_file_not_built_is_not_found(page, files):
