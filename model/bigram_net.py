@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from model.net import review_index
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts_bigram"  # beside model/artifacts, never inside it
 TORCHSCRIPT_FILE = "bigram.pt"  # the archive's serialized file; the eager model is rebuilt from its weights
@@ -90,9 +91,7 @@ class BigramNet(nn.Module):
     def forward(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         n_features = self.weight.shape[0]
         unknown = n_features - 1
-        # each token's review: a 1 where a review starts (empty reviews share an offset, hence the add), summed up
-        starts = F.pad(torch.zeros_like(ids), (0, 1)).index_add(0, offsets, torch.ones_like(offsets))
-        review = torch.cumsum(starts, 0)[:-1] - 1
+        review = review_index(ids, offsets)
         orders = range(2, self.max_n + 1)
         codes = torch.cat([ngram_codes(ids, self.vocab_size, n) for n in orders])
         # a window whose first and last words are in one review: never across two reviews
