@@ -34,4 +34,4 @@ class ModelConfig:
 
     @classmethod
     def from_json(cls, path: Path) -> ModelConfig:
-        return cls(**json.loads(Path(path).read_text()))
+        return cls(**{"window_dim": 0, **json.loads(Path(path).read_text())})  # saved before the window: none
