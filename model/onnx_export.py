@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.net import SentimentNet
+from model.net import SentimentNet, window_features
 
 logger = logging.getLogger(__name__)
 OPSET = 20  # what torch.export's ONNX translator emits; onnxruntime (and onnxruntime-web) run it
@@ -48,13 +48,17 @@ class DeviceNet(nn.Module):
             q, scale = weight, torch.ones(weight.shape[0])
         self.register_buffer("table", q)
         self.register_buffer("scale", scale)
+        self.window = net.window
         self.hidden = net.hidden
         self.out = net.out
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        mask = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).to(torch.float32)
-        rows = self.table[ids].to(torch.float32) * self.scale[ids][..., None]
-        summed = (rows * mask[..., None]).sum(dim=1)
+        mask = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).to(torch.float32)[..., None]
+        rows = self.table[ids].to(torch.float32) * self.scale[ids][..., None] * mask
+        features = [rows]
+        if self.window is not None:  # one review a row: zeros before its first word, padding masked after
+            features.append(window_features(self.window, rows) * mask)
+        summed = torch.cat(features, dim=2).sum(dim=1)
         pooled = summed / lengths.to(torch.float32).clamp(min=1.0).sqrt()[:, None]  # sqrt-n, as SentimentNet
         return self.out(F.relu(self.hidden(pooled))).squeeze(-1)
 
@@ -71,9 +75,13 @@ def pad(batch_ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
 def logit_error_bound(net: SentimentNet, scale: torch.Tensor, batch_ids: list[list[int]]) -> torch.Tensor:
     """Per review, the most an int8 table (rounding error <= scale / 2 per element) can move the logit.
 
-    Pooled error per dimension <= sum(scale[id] / 2) / sqrt(n); through hidden (|W|), ReLU (1-Lipschitz) and
-    out (|w|) that is at most sum_j |w_j| * sum_k |W_jk| times it."""
-    gain = (net.out.weight.abs() @ net.hidden.weight.abs()).sum()
+    Pooled embedding error per dimension <= E = sum(scale[id] / 2) / sqrt(n). A window unit reads each word in at
+    most one place of each window, so its pooled error is <= E times the L1 norm of its weights (ReLU is
+    1-Lipschitz). Through hidden (|W|), ReLU and out (|w|), the logit moves at most E times that gain."""
+    per_feature = torch.ones(net.embedding.weight.shape[1])
+    if net.window is not None:
+        per_feature = torch.cat([per_feature, net.window.weight.abs().sum(dim=1)])
+    gain = net.out.weight.abs() @ net.hidden.weight.abs() @ per_feature
     bounds = [scale[ids].sum() / 2 / max(len(ids), 1) ** 0.5 if ids else torch.tensor(0.0) for ids in batch_ids]
     return torch.stack(bounds) * gain
 

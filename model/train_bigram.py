@@ -1,10 +1,11 @@
 """Train and trace the phase-2 model: `python -m model.train_bigram [--data-dir DIR] [--out model/artifacts_bigram]`.
 
-NBSVM-style (Wang & Manning 2012, the logistic-regression variant): binarized uni- and bigram features of the
-token ids the sentiment model's tokenizer gives, scaled by their Naive-Bayes log-count ratios and by 1/sqrt(the
-review's count of them), fitted by an L2 logistic regression (scikit-learn's liblinear) on both registers: IMDB's
-training reviews and SST-2's training phrases, weighted (BigramConfig.sst2_weight). The ratios are folded into the
-weights, so the served model only sums the weights of the distinct n-grams of a review (model/bigram_net.py).
+NBSVM-style (Wang & Manning 2012, the logistic-regression variant): binarized uni- and bigram features (n-grams
+up to BigramConfig.max_n words) of the token ids the sentiment model's tokenizer gives, scaled by their Naive-Bayes
+log-count ratios and by 1/sqrt(the review's count of them), fitted by an L2 logistic regression (scikit-learn's
+liblinear) on both registers: IMDB's training reviews and SST-2's training phrases, weighted
+(BigramConfig.sst2_weight). The ratios are folded into the weights, so the served model only sums the weights of
+the distinct n-grams of a review (model/bigram_net.py).
 
 The tokenizer is model/artifacts/tokenizer, the served one: a retrained tokenizer means retraining this model
 (config.json records the tokenizer's sha256; `make archive-bigram` refuses a mismatch).
@@ -27,7 +28,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from model import baseline
-from model.bigram_net import ARTIFACTS, TORCHSCRIPT_FILE, BigramConfig, BigramNet, file_sha256
+from model.bigram_net import ARTIFACTS, TORCHSCRIPT_FILE, BigramConfig, BigramNet, file_sha256, ngram_codes
 from model.config import ModelConfig
 from model.data import IMDB_TRAIN, SST2_DEV, book_split, read_jsonl, read_sst2, training_rows
 from model.logit import is_positive
@@ -45,21 +46,27 @@ EXAMPLES = [
 ]
 
 
-def ngrams(ids: list[int], vocab_size: int) -> np.ndarray:
-    """The distinct unigram ids and bigram codes (offset by vocab_size) of one review."""
+def ngrams(ids: list[int], vocab_size: int, max_n: int) -> np.ndarray:
+    """The distinct unigram ids and 2- to max_n-gram codes (ngram_codes, offset by vocab_size) of one review."""
     a = np.asarray(ids, dtype=np.int64)
-    pairs = a[:-1] * vocab_size + a[1:] + vocab_size if len(a) > 1 else np.zeros(0, dtype=np.int64)
-    return np.unique(np.concatenate([a, pairs]))
+    return np.unique(np.concatenate([a, *(ngram_codes(a, vocab_size, n) + vocab_size for n in range(2, max_n + 1))]))
 
 
-def kept_bigrams(reviews: list[np.ndarray], vocab_size: int, min_reviews: int) -> np.ndarray:
-    """Sorted codes (without the offset) of the bigrams found in at least `min_reviews` training reviews."""
+def kept_ngrams(reviews: list[np.ndarray], vocab_size: int, min_reviews: int) -> np.ndarray:
+    """Sorted codes (without the offset) of the n-grams (n >= 2) found in at least `min_reviews` training reviews."""
     codes, counts = np.unique(np.concatenate(reviews), return_counts=True)
     return codes[(codes >= vocab_size) & (counts >= min_reviews)] - vocab_size
 
 
+def kept_per_order(codes: np.ndarray, vocab_size: int, max_n: int) -> dict[str, int]:
+    """How many of the kept codes are 2-grams, 3-grams, ...: each order's codes start where the shorter ones end."""
+    starts = [sum(vocab_size**k for k in range(2, n)) for n in range(2, max_n + 2)]
+    bounds = np.searchsorted(codes, starts)
+    return {str(n): int(bounds[i + 1] - bounds[i]) for i, n in enumerate(range(2, max_n + 1))}
+
+
 def features(reviews: list[np.ndarray], codes: np.ndarray, vocab_size: int) -> sp.csr_matrix:
-    """Binary [reviews, vocab_size + len(codes)] matrix: unigram ids, then the kept bigrams in code order."""
+    """Binary [reviews, vocab_size + len(codes)] matrix: unigram ids, then the kept n-grams in code order."""
     rows, cols = [], []
     for row, grams in enumerate(reviews):
         unigrams = grams[grams < vocab_size]
@@ -121,8 +128,8 @@ def train(cfg: BigramConfig, data_dir: Path, out: Path, tokenizer_dir: Path = TO
     y_val = np.array([int(r["label"]) for r in val_rows])
     tokenized = time.perf_counter()
 
-    train_grams = [ngrams(ids, cfg.vocab_size) for ids in train_ids]
-    codes = kept_bigrams(train_grams, cfg.vocab_size, cfg.min_reviews)
+    train_grams = [ngrams(ids, cfg.vocab_size, cfg.max_n) for ids in train_ids]
+    codes = kept_ngrams(train_grams, cfg.vocab_size, cfg.min_reviews)
     x_train = features(train_grams, codes, cfg.vocab_size)
     r = nb_ratios(x_train, y_train, cfg.nb_alpha, w_train)
     clf = LogisticRegression(C=cfg.C, solver="liblinear", max_iter=cfg.max_iter)
@@ -130,7 +137,7 @@ def train(cfg: BigramConfig, data_dir: Path, out: Path, tokenizer_dir: Path = TO
     fitted = time.perf_counter()
     net = to_net(cfg, codes, clf.coef_.ravel() * r, float(clf.intercept_[0]))
 
-    x_val = features([ngrams(ids, cfg.vocab_size) for ids in val_ids], codes, cfg.vocab_size)
+    x_val = features([ngrams(ids, cfg.vocab_size, cfg.max_n) for ids in val_ids], codes, cfg.vocab_size)
     expected = clf.decision_function(scaled(x_val, r))
     val_logits = logits(net, val_ids)
     gap = float(np.abs(val_logits - expected).max())
@@ -149,7 +156,7 @@ def train(cfg: BigramConfig, data_dir: Path, out: Path, tokenizer_dir: Path = TO
         "train_sst2_phrases": sum(1 for r in train_rows if r["register"] == "sst2"),
         "val_reviews": len(val_rows),
         "unigrams": cfg.vocab_size,
-        "bigrams": len(codes),
+        "ngrams": kept_per_order(codes, cfg.vocab_size, cfg.max_n),
         "max_logit_gap_to_sklearn": gap,
         "seconds": {
             "tokenize": round(tokenized - started, 1),
@@ -213,11 +220,11 @@ def main() -> None:
         return
     metrics = train(BigramConfig(), args.data_dir, args.out)
     logger.info(
-        "done in %.0f s: val_accuracy %.4f, SST-2 dev %.4f, %d bigrams",
+        "done in %.0f s: val_accuracy %.4f, SST-2 dev %.4f, kept n-grams %s",
         metrics["seconds"]["total"],
         metrics["val_accuracy"],
         metrics["sst2_dev_accuracy"],
-        metrics["bigrams"],
+        metrics["ngrams"],
     )
 
 

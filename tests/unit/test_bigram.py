@@ -1,19 +1,21 @@
-"""The phase-2 model: eager == TorchScript, binarized uni+bigrams that never span two reviews, one tokenizer,
-and an archive that differs from sentiment's only in its model (same handler, codec and limits)."""
+"""The phase-2 model: eager == TorchScript, binarized uni+bigrams (and longer n-grams by BigramConfig.max_n) that
+never span two reviews, one tokenizer, and an archive that differs from sentiment's only in its model (same
+handler, codec and limits)."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
 from bench.reviews import load_reviews
-from model.bigram_net import ARTIFACTS, TORCHSCRIPT_FILE, BigramConfig, file_sha256
+from model.bigram_net import ARTIFACTS, TORCHSCRIPT_FILE, BigramConfig, file_sha256, ngram_codes
 from model.infer import load_scorer
 from model.text import encode_batch, pack, token_ids
-from model.train_bigram import load_eager
+from model.train_bigram import kept_ngrams, load_eager, ngrams, to_net
 from serving.build.archive import check_tokenizer
 from tests.conftest import ROOT
 
@@ -72,6 +74,45 @@ def test_bigrams_never_span_two_reviews(models):
         together = scorer.model(*pack(ids))
         alone = torch.cat([scorer.model(*pack([one])) for one in ids])
     assert (together - alone).abs().max().item() < 1e-5
+
+
+def test_pairs_and_triples_never_share_a_code_and_both_rules_agree():
+    words = 50
+    pair = ngram_codes(np.array([7, 9]), words, 2)
+    triple = ngram_codes(np.array([0, 7, 9]), words, 3)  # the digits of the pair, after id 0 ([PAD])
+    assert pair.tolist() == [7 * words + 9] and triple.tolist() == [words**2 + 7 * words + 9]
+    ids = [3, 1, 4, 1, 5, 9, 2, 6]
+    for n in (2, 3, 4):
+        assert ngram_codes(np.array(ids), words, n).tolist() == ngram_codes(torch.tensor(ids), words, n).tolist()
+        assert ngram_codes(np.array(ids[: n - 1]), words, n).tolist() == []  # shorter than n: none
+    with pytest.raises(ValueError):
+        ngram_codes(np.array(ids), 30_000, 5)  # beyond int64
+
+
+def test_trigrams_are_traced_counted_once_and_kept_within_a_review():
+    """A small uni/bi/trigram model, random weights: the trace equals the eager model and the features by hand."""
+    words, rng = 40, np.random.default_rng(0)
+    cfg = BigramConfig(vocab_size=words, max_n=3)
+    reviews = [rng.integers(0, words, size).tolist() for size in rng.integers(0, 30, 60)]
+    codes = kept_ngrams([ngrams(ids, words, 3) for ids in reviews], words, min_reviews=1)
+    assert (codes >= words**2).any() and (codes < words**2).any()  # both orders in one table
+    net = to_net(cfg, codes, rng.normal(size=words + len(codes)), 0.3)
+    with torch.no_grad():
+        traced = torch.jit.trace(net, pack(reviews[:5]))
+    table = {int(code): words + at for at, code in enumerate(codes)}
+
+    def by_hand(ids: list[int]) -> float:
+        found = set(ids)
+        for n in (2, 3):
+            found |= {table[c] for c in ngram_codes(np.array(ids, dtype=np.int64), words, n).tolist() if c in table}
+        return 0.3 + sum(net.weight[f].item() for f in found) / max(len(found), 1) ** 0.5
+
+    batch = [*reviews[10:50], [], [1], [2, 3], reviews[5] * 3]  # empty and short reviews, repeated trigrams
+    with torch.no_grad():
+        eager, actual = net(*pack(batch)), traced(*pack(batch))
+        alone = torch.cat([traced(*pack([one])) for one in batch])
+    assert actual.tolist() == pytest.approx([by_hand(ids) for ids in batch], abs=1e-5)
+    assert (eager - actual).abs().max().item() < 1e-6 and (alone - actual).abs().max().item() < 1e-5
 
 
 def test_trained_with_the_served_tokenizer_and_accurate():

@@ -15,9 +15,10 @@ from model.text import pack, token_ids
 from tests.unit.negation_cases import CASES
 
 # The share of the suite the served answer gets right with the shipped models (docs/model.md): a floor that a
-# retrained model must keep. Short of the 0.9 aimed for: phase 1 is a bag of words, and phase 2's uni+bigrams
-# see "not bad" but not "hardly ever land" or "I expected to hate it, but".
-SERVED_FLOOR = 0.77
+# retrained model must keep. Short of the 0.9 aimed for: both models read at most three words in order, and
+# where one strong word ("bad", "boring", "dull") outweighs the negation before it in their training data, they
+# agree on the wrong answer.
+SERVED_FLOOR = 0.81
 
 
 @pytest.fixture(scope="module")
