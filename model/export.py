@@ -1,8 +1,9 @@
 """Trace the trained classifier to TorchScript: `python -m model.export [--artifacts model/artifacts]`.
 
 Why trace rather than script: the forward pass is straight-line tensor code with no data-dependent Python
-branches (the token count is a bag-sum of ones, not `len()`), so tracing records the whole graph; the trace is
-checked on batches of other sizes and lengths here, and tests/unit/test_export.py proves eager == TorchScript.
+branches (the token count is a sum of ones added per review, not `len()`), so tracing records the whole graph;
+the trace is checked on batches of other sizes and lengths here, and tests/unit/test_export.py proves eager ==
+TorchScript.
 """
 
 from __future__ import annotations
